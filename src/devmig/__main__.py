@@ -1,0 +1,7 @@
+"""`python -m devmig`."""
+
+import sys
+
+from devmig.cli import main
+
+sys.exit(main())

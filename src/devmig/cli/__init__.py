@@ -1,0 +1,90 @@
+"""The `devmig` command: thin, lazy, and never a traceback without --debug.
+
+Subcommands live in their own modules and are imported only when run, so `devmig --help` and the fast read-only
+commands do not pay for pydantic and the rest.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import sys
+from collections.abc import Sequence
+
+import click
+
+from devmig import __version__
+from devmig.cli.options import Options
+from devmig.errors import DevmigError, ExitCode
+
+#: name -> (module holding `command`, one-line help shown by `devmig --help` without importing the module)
+COMMANDS: dict[str, tuple[str, str]] = {
+    "check": ("devmig.cli.check", "Check a source device descriptor against a destination capability."),
+    "baseline": ("devmig.cli.baseline", "Find the configuration every given destination capability accepts."),
+    "schema": ("devmig.cli.schema", "Print the JSON Schema of a devmig format."),
+}
+
+#: An unexpected exception is a bug in devmig, not bad input: it gets its own code.
+INTERNAL_ERROR = 3
+
+
+class LazyGroup(click.Group):
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return list(COMMANDS)
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        entry = COMMANDS.get(cmd_name)
+        if entry is None:
+            return None
+        command = importlib.import_module(entry[0]).command
+        assert isinstance(command, click.Command)
+        return command
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        with formatter.section("Commands"):
+            formatter.write_dl([(name, helptext) for name, (_, helptext) in COMMANDS.items()])
+
+
+@click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("-j", "--json", "json_output", is_flag=True, help="Output JSON for programs.")
+@click.option("-p", "--pretty", is_flag=True, help="Indent JSON output.")
+@click.option("--debug", is_flag=True, help="Show a traceback on errors.")
+@click.version_option(__version__, "-V", "--version", prog_name="devmig")
+@click.pass_context
+def cli(ctx: click.Context, json_output: bool, pretty: bool, debug: bool) -> None:
+    """devmig: predictable live migration of VMs with assigned devices.
+
+    Exit codes: 0 ok or compatible, 1 incompatible or refused, 2 bad input or usage, 3 internal error.
+    """
+    ctx.obj = Options(json=json_output or pretty, pretty=pretty, debug=debug)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = list(sys.argv[1:] if argv is None else argv)
+    debug = "--debug" in args or os.environ.get("DEVMIG_DEBUG") == "1"
+    try:
+        result = cli.main(args=args, prog_name="devmig", standalone_mode=False)
+        return int(result) if isinstance(result, int) else ExitCode.OK
+    except click.ClickException as exc:
+        exc.show()
+        return ExitCode.BAD_INPUT if exc.exit_code == 2 else exc.exit_code
+    except click.exceptions.Abort:
+        click.echo("devmig: interrupted", err=True)
+        return 130
+    except DevmigError as exc:
+        if debug:
+            raise
+        click.echo(f"devmig: error: {exc.message}", err=True)
+        return exc.exit_code
+    except BrokenPipeError:
+        # The reader went away (`devmig ... | head`): not an error of ours.
+        sys.stdout = open(os.devnull, "w")  # noqa: SIM115, PTH123 - keep shutdown from failing on flush
+        return ExitCode.OK
+    except Exception as exc:
+        if debug:
+            raise
+        click.echo(
+            f"devmig: internal error: {type(exc).__name__}: {exc} (run with --debug for a traceback)",
+            err=True,
+        )
+        return INTERNAL_ERROR

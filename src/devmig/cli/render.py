@@ -1,0 +1,31 @@
+"""Text for people: how values, findings and parameter sets are shown."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+
+
+def value_text(value: object) -> str:
+    """Values as the sysfs attribute files hold them: true/false, numbers, bare strings."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if value is None:
+        return "-"
+    if isinstance(value, list):
+        return ",".join(value_text(v) for v in value)
+    return str(value)
+
+
+def assignments(values: Mapping[str, object]) -> str:
+    return " ".join(f"{name}={value_text(v)}" for name, v in values.items()) or "(none)"
+
+
+def table(rows: Iterable[tuple[str, ...]], indent: str = "  ") -> list[str]:
+    rows = list(rows)
+    if not rows:
+        return []
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]) - 1)]
+    return [
+        (indent + "  ".join(cell.ljust(w) for cell, w in zip(row[:-1], widths, strict=True)) + "  " + row[-1]).rstrip()
+        for row in rows
+    ]

@@ -1,0 +1,32 @@
+"""`check(source, destination) -> Verdict`: every rule, every finding; and `plan_params`, the writes it implies."""
+
+from __future__ import annotations
+
+from devmig.compat.plan import write_plan
+from devmig.compat.rules import RULES, Context
+from devmig.errors import IncompatibleError
+from devmig.model.descriptor import DeviceDescriptor, TypeCapability
+from devmig.model.params import ParamValue
+from devmig.model.verdict import Level, Verdict
+
+
+def check(source: DeviceDescriptor, destination: TypeCapability) -> Verdict:
+    """Can `source` migrate to a new device of type `destination`? Pure: no I/O."""
+    ctx = Context.of(source, destination)
+    findings = [f for rule in RULES for f in rule(ctx)]
+    compatible = not any(f.severity == "error" for f in findings)
+    level: Level = "incompatible" if not compatible else ("compatible" if findings else "identical")
+    plan = write_plan(ctx.params, source.params) if compatible and ctx.params is not None else None
+    return Verdict(compatible=compatible, level=level, findings=findings, plan=plan)
+
+
+def plan_params(source: DeviceDescriptor, destination: TypeCapability) -> dict[str, ParamValue]:
+    """The value to write to each destination parameter, in the destination's declaration order.
+
+    Raises IncompatibleError, carrying the verdict, when the source cannot migrate to the destination.
+    """
+    verdict = check(source, destination)
+    if not verdict.compatible or verdict.plan is None:
+        reasons = "; ".join(f.message for f in verdict.errors)
+        raise IncompatibleError(f"no parameter plan for {destination.type}: {reasons}", verdict)
+    return verdict.plan

@@ -1,0 +1,107 @@
+"""Turn JSON text into a format model, with errors that name the origin, the JSON path and what was expected.
+
+Pure: the caller reads the bytes (a file, stdin, sysfs) and names where they came from.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any, TypeVar
+
+from pydantic import BaseModel, ValidationError
+
+from devmig.errors import InputError
+
+M = TypeVar("M", bound=BaseModel)
+
+#: pydantic's union members show up in error locations; they are not part of the document's path.
+_UNION_TAGS = {"bool", "int", "str", "none", "list[union[bool,int,str]]", "dict[str,str]"}
+
+
+def json_path(loc: tuple[int | str, ...]) -> str:
+    """`('models', 'a/b', 'params', 'x', 3)` -> `$.models["a/b"].params.x[3]`."""
+    out = "$"
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        elif part.isidentifier():
+            out += f".{part}"
+        else:
+            out += f"[{json.dumps(part)}]"
+    return out
+
+
+def _reject_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in out:
+            raise ValueError(f"duplicate key {key!r}")
+        out[key] = value
+    return out
+
+
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a JSON number")
+
+
+def parse_json(text: str | bytes, origin: str) -> Any:
+    """Parse JSON strictly: no duplicate keys, no NaN or Infinity."""
+    if isinstance(text, bytes):
+        try:
+            text = text.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise InputError(f"{origin}: not UTF-8 text (byte {exc.start}): expected a JSON document") from None
+    if not text.strip():
+        raise InputError(f"{origin}: empty: expected a JSON document")
+    try:
+        return json.loads(text, object_pairs_hook=_reject_duplicates, parse_constant=_reject_constant)
+    except json.JSONDecodeError as exc:
+        raise InputError(f"{origin}: not valid JSON at line {exc.lineno} column {exc.colno}: {exc.msg}") from None
+    except ValueError as exc:
+        raise InputError(f"{origin}: not valid JSON: {exc}") from None
+    except RecursionError:
+        raise InputError(f"{origin}: not valid JSON: nested too deeply") from None
+
+
+def _describe(error: Any) -> tuple[str, str]:
+    loc = tuple(p for p in error["loc"] if not (isinstance(p, str) and p in _UNION_TAGS))
+    msg: str = error["msg"]
+    kind: str = error["type"]
+    if msg.startswith("Value error, "):
+        msg = msg[len("Value error, ") :]
+    elif kind == "extra_forbidden":
+        msg = f"unknown field {loc[-1]!r}"
+        loc = loc[:-1]
+    elif kind == "missing":
+        msg = f"missing required field {loc[-1]!r}"
+        loc = loc[:-1]
+    elif kind == "string_pattern_mismatch":
+        msg = f"expected text matching {error['ctx']['pattern']}, found {error['input']!r}"
+    elif kind.endswith("_type") or kind == "model_type":
+        msg = f"{msg[0].lower()}{msg[1:]}, found {json.dumps(error['input'])[:60]}"
+    return json_path(loc), msg
+
+
+def validate_document(cls: type[M], data: Any, origin: str) -> M:
+    """Validate parsed JSON against a format model; raise InputError with the first problem."""
+    try:
+        return cls.model_validate(data)
+    except ValidationError as exc:
+        errors = exc.errors(include_url=False)
+    # A union yields one error per member at the same path: group them and report the path once.
+    problems: dict[str, list[tuple[str, Any]]] = {}
+    for error in errors:
+        path, msg = _describe(error)
+        problems.setdefault(path, []).append((msg, error))
+    path, group = next(iter(problems.items()))
+    msg = group[0][0]
+    if len(group) > 1 and all(e["type"].endswith("_type") for _, e in group):
+        msg = f"expected a bool, an int or a string, found {json.dumps(group[0][1]['input'])[:60]}"
+    more = len(problems) - 1
+    suffix = f" (and {more} more problem{'s' if more > 1 else ''})" if more else ""
+    raise InputError(f"{origin}: {path}: {msg}{suffix}")
+
+
+def parse_document(cls: type[M], text: str | bytes, origin: str) -> M:
+    """Parse and validate one JSON document of a format."""
+    return validate_document(cls, parse_json(text, origin), origin)
