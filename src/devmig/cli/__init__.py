@@ -19,6 +19,10 @@ from devmig.errors import DevmigError, ExitCode
 
 #: name -> (module holding `command`, one-line help shown by `devmig --help` without importing the module)
 COMMANDS: dict[str, tuple[str, str]] = {
+    "list": ("devmig.cli.list", "List this host's assignable devices (mdevs, VFIO PCI functions, vfio-ccw)."),
+    "types": ("devmig.cli.types", "List the mdev types each parent device can create."),
+    "describe": ("devmig.cli.describe", "Print the source descriptor of a device on this host."),
+    "capabilities": ("devmig.cli.capabilities", "Print the destination capabilities of this host's types."),
     "check": ("devmig.cli.check", "Check a source device descriptor against a destination capability."),
     "baseline": ("devmig.cli.baseline", "Find the configuration every given destination capability accepts."),
     "schema": ("devmig.cli.schema", "Print the JSON Schema of a devmig format."),

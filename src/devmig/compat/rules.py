@@ -15,6 +15,10 @@ from devmig.model.verdict import Finding, Severity
 
 #: code -> (severity, what it means). Errors block migration; warnings are differences that do not.
 CODES: dict[str, tuple[Severity, str]] = {
+    "unverified": (
+        "warning",
+        "a side was described without a driver interface or profile: only strict identity was compared",
+    ),
     "device-api-mismatch": ("error", "the device APIs differ (vfio-pci, vfio-ccw, ...)"),
     "api-mismatch": ("error", "a device-API identity value differs, or is missing on one side"),
     "model-mismatch": ("error", "the source's model is not a model of the destination type"),
@@ -67,6 +71,19 @@ def finding(code: str, field: str, message: str, source: Any = None, destination
         destination=destination,
         message=message,
     )
+
+
+def confidence(ctx: Context) -> Iterator[Finding]:
+    for side, doc in (("source", ctx.source), ("destination", ctx.destination)):
+        if doc.confidence == "unverified":
+            yield finding(
+                "unverified",
+                "confidence",
+                f"the {side} was described without a migration interface or a devmig profile; only strict "
+                "identity of what is known was compared, and the driver may still refuse the state",
+                ctx.source.confidence,
+                ctx.destination.confidence,
+            )
 
 
 def device_api(ctx: Context) -> Iterator[Finding]:
@@ -212,6 +229,7 @@ Rule = Callable[[Context], Iterator[Finding]]
 
 #: Every rule runs; all findings are reported, not only the first.
 RULES: tuple[Rule, ...] = (
+    confidence,
     device_api,
     api_identity,
     model_and_type,

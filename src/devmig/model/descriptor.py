@@ -8,7 +8,7 @@
 from __future__ import annotations
 
 import re
-from typing import Annotated, Self
+from typing import Annotated, Literal, Self
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, NonNegativeInt, model_validator
 from pydantic.config import JsonDict
@@ -59,8 +59,13 @@ DeviceApi = Annotated[
 ApiKey = Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]*$")]
 
 
-def _check_identity(device_api: str, api: dict[str, str]) -> None:
-    for key in DEVICE_APIS[device_api]:
+#: How much a document can be trusted. "declared": the driver's own migration interface; "profile": devmig's
+#: shipped knowledge of a driver; "unverified": neither, so only strict identity of everything known is compared.
+Confidence = Literal["declared", "profile", "unverified"]
+
+
+def _check_identity(device_api: str, api: dict[str, str], confidence: Confidence) -> None:
+    for key in DEVICE_APIS[device_api] if confidence != "unverified" else ():
         if key not in api:
             raise ValueError(f"api.{key} is required for device_api {device_api} ({_API_KEY_EXPECTED[key]})")
     for key, value in api.items():
@@ -76,7 +81,7 @@ def _api_schema_extra(schema: JsonDict) -> None:
         api["properties"] = {key: {"type": "string", "pattern": p} for key, p in API_KEY_PATTERNS.items()}
     schema["allOf"] = [
         {
-            "if": {"properties": {"device_api": {"const": api}}},
+            "if": {"properties": {"device_api": {"const": api}, "confidence": {"not": {"const": "unverified"}}}},
             "then": {"properties": {"api": {"required": list(keys)}}, "required": ["api"]},
         }
         for api, keys in DEVICE_APIS.items()
@@ -107,10 +112,15 @@ class TypeCapability(BaseModel):
     available_instances: NonNegativeInt | None = Field(
         default=None, description="free instances of this type at the time of reading, when known"
     )
+    confidence: Confidence = Field(
+        default="declared",
+        description="declared: the driver's migration_info.json; profile: devmig's knowledge of the driver; "
+        "unverified: neither (strict identity only, identity keys may be missing)",
+    )
 
     @model_validator(mode="after")
     def _consistent(self) -> Self:
-        _check_identity(self.device_api, self.api)
+        _check_identity(self.device_api, self.api, self.confidence)
         return self
 
 
@@ -131,10 +141,15 @@ class DeviceDescriptor(BaseModel):
     software_version: VersionField
     api: dict[ApiKey, str] = Field(default_factory=dict, description="device-API identity, as sysfs shows it")
     params: dict[ParamName, ParamValue] = Field(default_factory=dict)
+    confidence: Confidence = Field(
+        default="declared",
+        description="declared: the driver's migration interface; profile: devmig's knowledge of the driver; "
+        "unverified: neither (strict identity only, identity keys may be missing)",
+    )
 
     @model_validator(mode="after")
     def _consistent(self) -> Self:
-        _check_identity(self.device_api, self.api)
+        _check_identity(self.device_api, self.api, self.confidence)
         for value in self.params.values():
             check_value_text(value)
         return self

@@ -1,0 +1,32 @@
+"""The --sysfs-root option of every command that reads a host, and warning output."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from typing import Any, TypeVar
+
+import click
+
+from devmig.host.devices import ScanWarning
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def sysfs_root_option(func: F) -> F:
+    return click.option(
+        "--sysfs-root",
+        metavar="DIR",
+        envvar="DEVMIG_SYSFS_ROOT",
+        default="/",
+        show_default=True,
+        help="Read the host under DIR (a directory holding sys/) instead of /. Also $DEVMIG_SYSFS_ROOT.",
+    )(func)
+
+
+def print_warnings(warnings: Iterable[ScanWarning]) -> None:
+    for warning in warnings:
+        click.echo(f"devmig: warning: {warning}", err=True)
+
+
+def warnings_json(warnings: Iterable[ScanWarning]) -> list[dict[str, str]]:
+    return [{"object": w.object, "path": w.path, "message": w.message} for w in warnings]

@@ -1,0 +1,361 @@
+"""From what discovery found to the formats: a source descriptor per device, a destination capability per type.
+
+Three ways, in order of trust:
+1. the driver's own migration interface (a type's `migration_info.json`, an instance's `migration/<param>`):
+   confidence "declared";
+2. a profile (devmig's data files on today's drivers): confidence "profile";
+3. neither: a conservative document holding strict identity of everything known (type, drivers, module versions,
+   kernel release), confidence "unverified". Never a guess.
+"""
+
+from __future__ import annotations
+
+import posixpath
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from devmig.errors import DevmigError, InputError
+from devmig.host.devices import MdevDevice, MdevType, PciFunction, Subchannel
+from devmig.host.inventory import Device, Inventory
+from devmig.host.profile import Profile, ValueSource
+from devmig.host.sysfs import SysfsError
+from devmig.model.descriptor import DeviceDescriptor, ModelSpec, TypeCapability
+from devmig.model.load import parse_document
+from devmig.model.params import ParamSpec, ParamValue
+from devmig.model.version import SoftwareVersion
+
+_NUMBERS_RE = re.compile(r"\d+")
+UNVERIFIED_VERSION = "0.0.0"
+
+
+def version_from_text(text: str) -> SoftwareVersion | None:
+    """The first three numbers of a driver or kernel version: "0.1" -> 0.1.0, "6.12.57+deb12-amd64" -> 6.12.57."""
+    numbers = [int(n) for n in _NUMBERS_RE.findall(text.split("+", 1)[0].split("-", 1)[0])[:3]]
+    if not numbers:
+        return None
+    numbers += [0] * (3 - len(numbers))
+    return SoftwareVersion(*numbers)
+
+
+def parse_param_text(spec: ParamSpec, text: str, where: str) -> ParamValue:
+    """A `migration/<param>` attribute's text as a value of the parameter's type."""
+    value = text.strip()
+    if spec.type == "int":
+        try:
+            return int(value, 10)
+        except ValueError:
+            raise SysfsError(f"{where}: expected an integer, found {value[:40]!r}") from None
+    if spec.type == "bool":
+        truth = {
+            "1": True,
+            "y": True,
+            "yes": True,
+            "on": True,
+            "true": True,
+            "0": False,
+            "n": False,
+            "no": False,
+            "off": False,
+            "false": False,
+        }
+        if value.lower() not in truth:
+            raise SysfsError(f"{where}: expected a boolean (1/0, Y/N, on/off, true/false), found {value[:40]!r}")
+        return truth[value.lower()]
+    return text.removesuffix("\n")
+
+
+@dataclass
+class Facts:
+    """What is known of one device or type, for profiles and for strict identity."""
+
+    type: str
+    device_api: str
+    pci_id: str | None = None
+    subsystem_id: str | None = None
+    driver: str | None = None
+    parent_pci_id: str | None = None
+    parent_driver: str | None = None
+    subchannel_type: str | None = None
+    extra: dict[str, str] = field(default_factory=dict)
+
+    def get(self, name: str) -> str | None:
+        value = getattr(self, name, None)
+        return value if isinstance(value, str) else None
+
+
+class Describer:
+    def __init__(self, inventory: Inventory, profiles: Sequence[Profile]) -> None:
+        self.inv = inventory
+        self.root = inventory.root
+        self.profiles = list(profiles)
+        self._pci = {f.path: f for f in inventory.pci}
+        self._sch = {s.path: s for s in inventory.subchannels}
+
+    # -- facts ---------------------------------------------------------------------------------------------------
+
+    def _parent_facts(self, facts: Facts, parent_path: str) -> None:
+        parent = next((p for p in self.inv.parents if p.path == parent_path), None)
+        facts.parent_driver = parent.driver if parent else None
+        fn = self._pci.get(parent_path)
+        if fn is not None:
+            facts.parent_pci_id = fn.pci_id
+            facts.parent_driver = fn.driver
+        sch = self._sch.get(parent_path)
+        if sch is not None:
+            facts.subchannel_type = sch.subchannel_type
+        elif facts.device_api == "vfio-ccw":
+            facts.subchannel_type = self.root.read_optional(f"{parent_path}/type")
+
+    def type_facts(self, mtype: MdevType) -> Facts:
+        facts = Facts(type=mtype.id, device_api=mtype.device_api or "")
+        self._parent_facts(facts, posixpath.dirname(posixpath.dirname(mtype.path)))
+        return facts
+
+    def function_facts(self, fn: PciFunction) -> Facts:
+        sub = f"{fn.subsystem_vendor}:{fn.subsystem_device}" if fn.subsystem_vendor and fn.subsystem_device else None
+        return Facts(
+            type=f"{fn.driver}:{fn.pci_id}",
+            device_api="vfio-pci",
+            pci_id=fn.pci_id,
+            subsystem_id=sub,
+            driver=fn.driver,
+        )
+
+    def _source(self, src: ValueSource, facts: Facts, what: str) -> str:
+        if src.fixed is not None:
+            return src.fixed
+        if src.module is not None:
+            rel = f"sys/module/{src.module}/{src.attribute}"
+            text = self.root.read_optional(rel)
+            if text is None:
+                raise SysfsError(f"{what}: {rel} is missing (is the {src.module} module loaded?)")
+            return text.strip()
+        if src.kernel is not None:
+            text = self.root.read_optional("proc/sys/kernel/osrelease")
+            if text is None:
+                raise SysfsError(f"{what}: the kernel release (proc/sys/kernel/osrelease) cannot be read")
+            return text.strip()
+        assert src.device is not None
+        value = facts.get(src.device)
+        if value is None:
+            raise SysfsError(f"{what}: the device's {src.device} is not known")
+        return value
+
+    def _module_identity(self, driver: str | None, prefix: str, api: dict[str, str]) -> None:
+        if driver is None:
+            return
+        api[f"{prefix}driver"] = driver
+        for attr in ("version", "srcversion"):
+            text = self.root.read_optional(f"sys/module/{driver}/{attr}")
+            if text:
+                api[f"{prefix}module_{attr}"] = text.strip()
+
+    def _strict_identity(self, facts: Facts) -> dict[str, str]:
+        api: dict[str, str] = {}
+        for key in ("pci_id", "subsystem_id", "parent_pci_id", "subchannel_type"):
+            value = facts.get(key)
+            if value is not None:
+                api[key] = value
+        self._module_identity(facts.driver, "", api)
+        self._module_identity(facts.parent_driver, "parent_", api)
+        release = self.root.read_optional("proc/sys/kernel/osrelease")
+        if release:
+            api["kernel"] = release.strip()
+        return api
+
+    # -- profiles ------------------------------------------------------------------------------------------------
+
+    def profile_for_type(self, type_id: str) -> Profile | None:
+        return next((p for p in self.profiles if p.match.types and p.matches_type(type_id)), None)
+
+    def profile_for_function(self, fn: PciFunction) -> Profile | None:
+        return next((p for p in self.profiles if p.matches_function(fn.driver, fn.pci_id)), None)
+
+    def _profile_parts(
+        self, profile: Profile, facts: Facts, what: str
+    ) -> tuple[str, SoftwareVersion, dict[str, str], dict[str, ParamValue]]:
+        text = self._source(profile.software_version, facts, f"{what} (profile {profile.id})")
+        version = version_from_text(text)
+        if version is None:
+            raise SysfsError(f"{what} (profile {profile.id}): no version number in {text!r}")
+        api = {key: self._source(src, facts, f"{what} (profile {profile.id})") for key, src in profile.api.items()}
+        params: dict[str, ParamValue] = {}
+        for name, rule in profile.params.items():
+            if facts.type not in rule.by_type:
+                raise InputError(
+                    f"{what}: profile {profile.id} ({profile.origin}) gives no {name} for type {facts.type}"
+                )
+            params[name] = rule.by_type[facts.type]
+        model = profile.model_for(type=facts.type, driver=facts.driver or "", pci_id=facts.pci_id or "")
+        return model, version, api, params
+
+    # -- capabilities --------------------------------------------------------------------------------------------
+
+    def type_capability(self, mtype: MdevType) -> TypeCapability:
+        what = f"mdev type {mtype.parent}/{mtype.id}"
+        if mtype.device_api is None:
+            raise SysfsError(f"{what}: device_api is unreadable, so the type cannot be described")
+        if mtype.migration_info:
+            return self._declared_capability(mtype, what)
+        facts = self.type_facts(mtype)
+        profile = self.profile_for_type(mtype.id)
+        if profile is not None:
+            model, version, api, params = self._profile_parts(profile, facts, what)
+            specs = {
+                n: ParamSpec(type=r.type, init_value=params[n], allowed_values=[params[n]], description=r.description)
+                for n, r in profile.params.items()
+            }
+            return TypeCapability(
+                device_api=mtype.device_api,
+                type=mtype.id,
+                software_version=version,
+                api=api,
+                models={model: ModelSpec(params=specs)},
+                available_instances=mtype.available_instances,
+                confidence="profile",
+            )
+        return TypeCapability(
+            device_api=mtype.device_api,
+            type=mtype.id,
+            software_version=UNVERIFIED_VERSION,
+            api=self._strict_identity(facts),
+            available_instances=mtype.available_instances,
+            confidence="unverified",
+        )
+
+    def _declared_capability(self, mtype: MdevType, what: str) -> TypeCapability:
+        rel = f"{mtype.path}/migration_info.json"
+        cap = parse_document(TypeCapability, self.root.read_bytes(rel), rel)
+        if cap.type != mtype.id or cap.device_api != mtype.device_api:
+            raise SysfsError(
+                f"{what}: migration_info.json declares {cap.device_api} type {cap.type}, but sysfs shows "
+                f"{mtype.device_api} type {mtype.id}"
+            )
+        return cap.model_copy(update={"available_instances": mtype.available_instances})
+
+    def function_capability(self, fn: PciFunction) -> TypeCapability:
+        facts = self.function_facts(fn)
+        what = f"PCI function {fn.address}"
+        profile = self.profile_for_function(fn)
+        if profile is not None:
+            model, version, api, _ = self._profile_parts(profile, facts, what)
+            return TypeCapability(
+                device_api="vfio-pci",
+                type=facts.type,
+                software_version=version,
+                api=api,
+                models={model: ModelSpec()},
+                available_instances=1,
+                confidence="profile",
+            )
+        return TypeCapability(
+            device_api="vfio-pci",
+            type=facts.type,
+            software_version=UNVERIFIED_VERSION,
+            api=self._strict_identity(facts),
+            available_instances=1,
+            confidence="unverified",
+        )
+
+    def capabilities(self, type_id: str | None = None) -> tuple[list[TypeCapability], list[str]]:
+        """Every type this host can create (one per mdev type, one per VFIO PCI function), and the problems."""
+        caps: list[TypeCapability] = []
+        problems: list[str] = []
+        for mtype in self.inv.types():
+            if type_id is None or mtype.id == type_id:
+                try:
+                    caps.append(self.type_capability(mtype))
+                except DevmigError as exc:
+                    problems.append(str(exc))
+        for fn in self.inv.pci:
+            if fn.vfio and (type_id is None or type_id == self.function_facts(fn).type):
+                try:
+                    caps.append(self.function_capability(fn))
+                except DevmigError as exc:
+                    problems.append(str(exc))
+        return caps, problems
+
+    # -- descriptors ---------------------------------------------------------------------------------------------
+
+    def descriptor(self, device: Device) -> DeviceDescriptor:
+        if isinstance(device, MdevDevice):
+            return self.mdev_descriptor(device)
+        if isinstance(device, PciFunction):
+            return self.function_descriptor(device)
+        assert isinstance(device, Subchannel)
+        raise InputError(
+            f"subchannel {device.busid}: a subchannel is a parent; describe the mdev created on it "
+            "(devmig list shows its UUID)"
+        )
+
+    def _mdev_type(self, device: MdevDevice) -> MdevType:
+        found = self.inv.find_type(device.type or "", device.parent)
+        if device.type is None or not found:
+            raise SysfsError(f"mdev {device.uuid}: its type {device.type or '(unknown)'} is not readable")
+        return found[0]
+
+    def mdev_descriptor(self, device: MdevDevice) -> DeviceDescriptor:
+        mtype = self._mdev_type(device)
+        cap = self.type_capability(mtype)
+        if cap.confidence == "declared":
+            return self._declared_descriptor(device, cap)
+        if cap.confidence == "profile":
+            ((model, spec),) = cap.models.items()
+            return DeviceDescriptor(
+                device_api=cap.device_api,
+                type=cap.type,
+                model=model,
+                software_version=cap.software_version,
+                api=cap.api,
+                params={n: p.init_value for n, p in spec.params.items()},
+                confidence="profile",
+            )
+        return DeviceDescriptor(
+            device_api=cap.device_api,
+            type=cap.type,
+            software_version=cap.software_version,
+            api=cap.api,
+            confidence="unverified",
+        )
+
+    def _declared_descriptor(self, device: MdevDevice, cap: TypeCapability) -> DeviceDescriptor:
+        if len(cap.models) != 1:
+            raise SysfsError(
+                f"mdev {device.uuid}: type {cap.type} declares {len(cap.models)} models; expected one per type"
+            )
+        ((model, spec),) = cap.models.items()
+        params: dict[str, ParamValue] = {}
+        for name, pspec in spec.params.items():
+            rel = f"{device.path}/migration/{name}"
+            text = self.root.read_optional(rel)
+            if text is None:
+                raise SysfsError(f"mdev {device.uuid}: {rel} is missing, but the type declares parameter {name}")
+            value = parse_param_text(pspec, text, rel)
+            if pspec.off_value is None or value != pspec.off_value:
+                params[name] = value
+        return DeviceDescriptor(
+            device_api=cap.device_api,
+            type=cap.type,
+            model=model,
+            software_version=cap.software_version,
+            api=cap.api,
+            params=params,
+        )
+
+    def function_descriptor(self, fn: PciFunction) -> DeviceDescriptor:
+        if not fn.vfio:
+            raise InputError(
+                f"PCI function {fn.address}: bound to {fn.driver or 'no driver'}, not to vfio-pci or a VFIO "
+                "variant driver: it is not assignable"
+            )
+        cap = self.function_capability(fn)
+        model = next(iter(cap.models), None)
+        return DeviceDescriptor(
+            device_api="vfio-pci",
+            type=cap.type,
+            model=model,
+            software_version=cap.software_version,
+            api=cap.api,
+            confidence=cap.confidence,
+        )

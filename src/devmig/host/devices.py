@@ -1,0 +1,162 @@
+"""What discovery finds, as plain objects: no pydantic, no I/O, cheap to build by the ten thousand.
+
+These are the Python API's return values (`Inventory.scan`), usable from Nova or KubeVirt code, and the rows of
+`devmig list` and `devmig types`. `to_dict()` gives the documented JSON shape (docs/discovery.md).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, fields
+from typing import Any
+
+#: VFIO PCI drivers: plain vfio-pci (no migration) and the variant drivers that implement migration v2.
+VFIO_PCI_DRIVERS: dict[str, bool] = {
+    "vfio-pci": False,
+    "mlx5_vfio_pci": True,
+    "hisi_acc_vfio_pci": True,
+    "pds_vfio_pci": True,
+    "virtio_vfio_pci": True,
+    "qat_vfio_pci": True,
+    "nvgrace_gpu_vfio_pci": False,
+    "ism_vfio_pci": False,
+}
+
+
+def _plain(obj: object) -> dict[str, Any]:
+    """A dataclass's fields as a dict, lists copied shallowly (dataclasses.asdict deep-copies: 25x slower)."""
+    return {f.name: (list(v) if isinstance(v := getattr(obj, f.name), list) else v) for f in fields(obj)}  # type: ignore[arg-type]
+
+
+@dataclass(slots=True)
+class ScanWarning:
+    """One entry that could not be read completely; the rest of the scan went on."""
+
+    object: str
+    path: str
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.object}: {self.message}"
+
+
+@dataclass(slots=True)
+class PciFunction:
+    address: str
+    path: str
+    vendor: str | None = None
+    device: str | None = None
+    subsystem_vendor: str | None = None
+    subsystem_device: str | None = None
+    class_code: str | None = None
+    revision: str | None = None
+    driver: str | None = None
+    driver_override: str | None = None
+    iommu_group: int | None = None
+    numa_node: int | None = None
+    physfn: str | None = None
+    virtfns: list[str] = field(default_factory=list)
+    sriov_numvfs: int | None = None
+    sriov_totalvfs: int | None = None
+
+    @property
+    def pci_id(self) -> str | None:
+        return f"{self.vendor}:{self.device}" if self.vendor and self.device else None
+
+    @property
+    def vfio(self) -> bool:
+        """Bound to vfio-pci or a VFIO variant driver: ready to be assigned."""
+        return self.driver in VFIO_PCI_DRIVERS
+
+    @property
+    def migration_driver(self) -> bool:
+        """Bound to a variant driver that implements VFIO migration."""
+        return VFIO_PCI_DRIVERS.get(self.driver or "", False)
+
+    def to_dict(self) -> dict[str, Any]:
+        out = _plain(self)
+        out["pci_id"] = self.pci_id
+        out["migration_driver"] = self.migration_driver
+        return out
+
+
+@dataclass(slots=True)
+class MdevType:
+    parent: str
+    id: str
+    path: str
+    device_api: str | None = None
+    available_instances: int | None = None
+    name: str | None = None
+    description: str | None = None
+    devices: list[str] = field(default_factory=list)
+    #: the type exposes the proposed migration interface (a migration_info.json attribute)
+    migration_info: bool = False
+
+    def to_dict(self) -> dict[str, Any]:
+        return _plain(self)
+
+
+@dataclass(slots=True)
+class MdevParent:
+    name: str
+    path: str
+    #: the subsystem the parent belongs to: its bus (pci, css) or class (mtty, vfio_ap)
+    subsystem: str | None = None
+    driver: str | None = None
+    types: list[MdevType] = field(default_factory=list)
+    #: False when the parent has no mdev_supported_types directory (a warning was given)
+    types_dir: bool = True
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "path": self.path,
+            "subsystem": self.subsystem,
+            "driver": self.driver,
+            "types": [t.to_dict() for t in self.types],
+        }
+
+
+@dataclass(slots=True)
+class MdevDevice:
+    uuid: str
+    parent: str
+    path: str
+    type: str | None = None
+    driver: str | None = None
+    iommu_group: int | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return _plain(self)
+
+
+@dataclass(slots=True)
+class Subchannel:
+    """A channel subsystem subchannel (s390), as vfio-ccw sees it."""
+
+    busid: str
+    path: str
+    subchannel_type: str | None = None
+    driver: str | None = None
+    driver_override: str | None = None
+    dev_busid: str | None = None
+    chpids: str | None = None
+
+    @property
+    def vfio(self) -> bool:
+        return self.driver == "vfio_ccw"
+
+    def to_dict(self) -> dict[str, Any]:
+        return _plain(self)
+
+
+@dataclass(slots=True)
+class ApMatrix:
+    """The vfio_ap matrix device (s390 crypto adapters) and the host's AP masks."""
+
+    path: str
+    apmask: str | None = None
+    aqmask: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return _plain(self)

@@ -1,0 +1,106 @@
+"""mdevctl's JSON, byte for byte: `mdevctl types --dumpjson` and `mdevctl list --dumpjson` (Debian's 1.2.0).
+
+Tools that parse mdevctl (libvirt does) can run devmig instead. The shapes and rules were taken from mdevctl
+1.2.0's own output on the same trees (tests/host/test_mdevctl_peer.py compares them): one object of all parents
+in a list, parents and types sorted by name, devices sorted by UUID, pretty JSON with two-space indents and a final
+newline, `name` and `description` only when not empty after trimming, newlines in a description turned into ", ".
+
+Where mdevctl fails the whole command on one bad entry, devmig leaves that entry out (and warns on stderr).
+"""
+
+from __future__ import annotations
+
+import json
+import posixpath
+from collections.abc import Iterable
+from typing import Any
+
+from devmig.host.devices import MdevDevice, MdevParent
+from devmig.host.sysfs import SysfsError, SysfsRoot
+
+#: Rust's char::is_whitespace, which mdevctl's trim() uses (Python's strip() also drops \x1c-\x1f).
+_RUST_WHITESPACE = (
+    "\t\n\x0b\x0c\r \x85\xa0\u1680\u2000\u2001\u2002\u2003\u2004\u2005\u2006\u2007\u2008\u2009\u200a"
+    "\u2028\u2029\u202f\u205f\u3000"
+)
+MDEVCTL_CONFIG_DIR = "etc/mdevctl.d"
+
+
+def _dump(value: Any) -> str:
+    return json.dumps(value, indent=2, ensure_ascii=False) + "\n"
+
+
+def _trim(text: str) -> str:
+    return text.strip(_RUST_WHITESPACE)
+
+
+def types_dumpjson(parents: Iterable[MdevParent]) -> str:
+    out: dict[str, list[dict[str, Any]]] = {}
+    for parent in parents:
+        if not parent.types_dir:
+            continue
+        entries = []
+        for mtype in sorted(parent.types, key=lambda t: t.id):
+            if mtype.available_instances is None or mtype.device_api is None:
+                continue  # mdevctl would fail the whole command here; devmig warned and goes on
+            obj: dict[str, Any] = {
+                "available_instances": mtype.available_instances,
+                "device_api": _trim(mtype.device_api),
+            }
+            name = _trim(mtype.name) if mtype.name is not None else ""
+            if name:
+                obj["name"] = name
+            description = _trim(mtype.description).replace("\n", ", ") if mtype.description is not None else ""
+            if description:
+                obj["description"] = description
+            entries.append({mtype.id: obj})
+        out[parent.name] = entries
+    return _dump([dict(sorted(out.items()))] if out else [])
+
+
+def _config(root: SysfsRoot, parent: str, uuid: str) -> tuple[str | None, str, list[dict[str, Any]]]:
+    """(mdev_type, start, attrs) from mdevctl's config file for an active device, applied as mdevctl 1.2.0 does:
+    field by field, keeping what was applied before an error."""
+    mdev_type: str | None = None
+    start = "manual"
+    attrs: list[dict[str, Any]] = []
+    try:
+        text = root.read_optional(f"{MDEVCTL_CONFIG_DIR}/{parent}/{uuid}")
+    except SysfsError:
+        return mdev_type, start, attrs
+    if text is None:
+        return mdev_type, start, attrs
+    try:
+        cfg = json.loads(text)
+    except ValueError:
+        return mdev_type, start, attrs
+    if not isinstance(cfg, dict) or cfg.get("mdev_type") is None or cfg.get("start") is None:
+        return mdev_type, start, attrs
+    mdev_type = cfg["mdev_type"] if isinstance(cfg["mdev_type"], str) else json.dumps(cfg["mdev_type"])
+    start = "auto" if cfg["start"] == "auto" else "manual"
+    raw = cfg.get("attrs")
+    if isinstance(raw, list):
+        for item in raw:
+            if not isinstance(item, dict) or len(item) > 1:
+                break
+            attrs += [{key: value} for key, value in item.items()]
+    return mdev_type, start, attrs
+
+
+def list_dumpjson(root: SysfsRoot, devices: Iterable[MdevDevice]) -> str:
+    import uuid as uuidlib  # only this command needs it
+
+    grouped: dict[str, list[tuple[str, dict[str, Any]]]] = {}
+    for device in devices:
+        try:
+            uuid = str(uuidlib.UUID(device.uuid))
+        except ValueError:
+            continue  # mdevctl skips bus entries that are not UUIDs
+        if device.type is None:
+            continue  # as mdevctl: a device whose type link cannot be resolved is left out
+        parent = posixpath.basename(posixpath.dirname(device.path))
+        cfg_type, start, attrs = _config(root, parent, uuid)
+        body = {"mdev_type": cfg_type or device.type, "start": start, "attrs": attrs}
+        grouped.setdefault(parent, []).append((uuid, body))
+    full = {p: [{u: b} for u, b in sorted(grouped[p], key=lambda e: e[0])] for p in sorted(grouped)}
+    return _dump([full] if full else [])

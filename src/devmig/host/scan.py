@@ -1,0 +1,101 @@
+"""The state of one scan: the root it reads and the warnings it collects instead of failing."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from typing import TypeVar
+
+from devmig.host.devices import ScanWarning
+from devmig.host.sysfs import SysfsError, SysfsRoot
+
+T = TypeVar("T")
+
+_HEX_RE = re.compile(r"0x([0-9a-fA-F]+)")
+
+
+def parse_hex(text: str, digits: int) -> str:
+    """ "0x8086" -> "8086" (lowercase, zero-padded), as lspci and the formats spell IDs."""
+    match = _HEX_RE.fullmatch(text.strip())
+    if match is None:
+        raise ValueError(f"expected a hexadecimal value such as 0x{'0' * digits}, found {text[:40]!r}")
+    return match[1].lower().zfill(digits)
+
+
+def parse_count(text: str) -> int:
+    """A count such as available_instances. The kernel prints "%u"; a sign is accepted as mdevctl accepts it, and
+    a negative count is reported by the caller."""
+    value = text.strip()
+    digits = value[1:] if value[:1] in ("+", "-") else value
+    if not digits.isdigit():
+        raise ValueError(f"expected a whole number, found {text[:40]!r}")
+    return int(value)
+
+
+def parse_uint(text: str) -> int:
+    value = text.strip()
+    if not value.isdigit():
+        raise ValueError(f"expected a whole number, found {text[:40]!r}")
+    return int(value)
+
+
+def parse_override(text: str) -> str | None:
+    # An unset driver_override reads "(null)" (printed from a NULL pointer) or empty.
+    return None if text in ("(null)", "") else text
+
+
+class Scan:
+    def __init__(self, root: SysfsRoot) -> None:
+        self.root = root
+        self.warnings: list[ScanWarning] = []
+
+    def warn(self, obj: str, path: str, message: str) -> None:
+        self.warnings.append(ScanWarning(obj, path, message))
+
+    def attr(self, obj: str, rel: str, parse: Callable[[str], T], *, required: bool = False) -> T | None:
+        """An attribute parsed, or None: a missing optional file is silent, anything else becomes a warning."""
+        try:
+            text = self.root.read_optional(rel)
+        except SysfsError as exc:
+            self.warn(obj, rel, str(exc).removeprefix(f"{rel}: "))
+            return None
+        if text is None:
+            if required:
+                self.warn(obj, rel, f"missing {rel.rsplit('/', 1)[-1]}")
+            return None
+        try:
+            return parse(text)
+        except ValueError as exc:
+            self.warn(obj, rel, f"{rel.rsplit('/', 1)[-1]}: {exc}")
+            return None
+
+    def link(self, obj: str, rel: str) -> str | None:
+        """The name a link points to (driver, group), None when absent; a broken or escaping link is a warning."""
+        try:
+            return self.root.link_name(rel)
+        except SysfsError as exc:
+            self.warn(obj, rel, str(exc).removeprefix(f"{rel}: "))
+            return None
+
+    def entries(self, obj: str, rel: str) -> list[str]:
+        """A directory's entries; a missing directory is empty, an unreadable one a warning."""
+        try:
+            return self.root.listdir_optional(rel)
+        except SysfsError as exc:
+            self.warn(obj, rel, str(exc).removeprefix(f"{rel}: "))
+            return []
+
+    def resolve(self, obj: str, rel: str) -> str | None:
+        """Where a bus or class link points (a device's canonical path), or None with a warning. A real
+        directory in place of the link is its own canonical path."""
+        if not self.root.islink(rel) and self.root.isdir(rel):
+            return rel
+        try:
+            return self.root.readlink(rel)
+        except SysfsError as exc:
+            self.warn(obj, rel, str(exc).removeprefix(f"{rel}: "))
+            return None
+
+
+def group_number(text: str | None) -> int | None:
+    return int(text) if text is not None and text.isdigit() else None

@@ -1,0 +1,223 @@
+"""The sysfs seam: every read and write of the host's kernel files goes through a `SysfsRoot`.
+
+As mdevctl's `Environment`, the filesystem root is a parameter (`/` by default; `--sysfs-root DIR` or
+`DEVMIG_SYSFS_ROOT`), so discovery runs unchanged on a fixture tree, on the simulator's tree and on a real host.
+Paths are relative to the root ("sys/bus/pci/devices"). A name that would leave the root (`..`, an absolute path,
+NUL, a symlink resolving outside it) is refused.
+
+Light on imports on purpose: `devmig list` and `devmig types` run on this module without pydantic.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import posixpath
+
+from devmig.errors import DevmigError, InputError
+
+ENV_ROOT = "DEVMIG_SYSFS_ROOT"
+
+#: An attribute file is one value (sysfs.rst); a PAGE_SIZE is the kernel's limit for a text attribute. Binary
+#: attributes such as migration_info.json may be larger, never this large.
+MAX_ATTRIBUTE_BYTES = 1024 * 1024
+
+
+class SysfsError(DevmigError):
+    """A kernel file could not be read or written. `errno` is kept so callers can tell EEXIST from ENOSPC."""
+
+    def __init__(self, message: str, err: int | None = None) -> None:
+        super().__init__(message)
+        self.errno = err
+
+
+class PathEscapeError(InputError):
+    """A path or a link would leave the sysfs root."""
+
+
+def _check_name(rel: str) -> None:
+    if "\x00" in rel:
+        raise PathEscapeError(f"{rel!r}: a sysfs path may not contain NUL")
+    if rel.startswith("/"):
+        raise PathEscapeError(f"{rel}: expected a path relative to the sysfs root, found an absolute path")
+    if ".." in rel.split("/"):
+        raise PathEscapeError(f"{rel}: '..' would leave the sysfs root")
+
+
+class SysfsRoot:
+    """A filesystem root holding `sys/` (and `proc/sys/kernel/osrelease`, `etc/mdevctl.d`, ...)."""
+
+    def __init__(self, root: str | os.PathLike[str] = "/") -> None:
+        path = os.path.abspath(os.fspath(root))
+        if not os.path.isdir(path):
+            raise InputError(f"sysfs root {path}: not a directory")
+        self.root = os.path.realpath(path)
+        self.confined = self.root != "/"
+        self._prefix = self.root.rstrip("/") + "/"
+
+    @classmethod
+    def from_env(cls, override: str | None = None) -> SysfsRoot:
+        """The root given on the command line, else $DEVMIG_SYSFS_ROOT, else /."""
+        return cls(override or os.environ.get(ENV_ROOT) or "/")
+
+    def __repr__(self) -> str:
+        return f"SysfsRoot({self.root!r})"
+
+    # -- paths ---------------------------------------------------------------------------------------------------
+
+    def path(self, rel: str) -> str:
+        """The host path of `rel`, after refusing names that leave the root."""
+        _check_name(rel)
+        return self._prefix + rel if rel else self.root
+
+    def _inside(self, real: str) -> bool:
+        return not self.confined or real == self.root or real.startswith(self._prefix)
+
+    def _check_fd(self, rel: str, fd: int) -> None:
+        """What was opened, not what the name says: catches links anywhere along the path, in one syscall."""
+        if not self._inside(os.readlink(f"/proc/self/fd/{fd}")):
+            raise PathEscapeError(f"{rel}: resolves outside the sysfs root {self.root}")
+
+    def _guard(self, rel: str, host_path: str) -> None:
+        """Refuse `rel` when symlinks along it lead outside the root (only checked under a confined root)."""
+        if self.confined and not self._inside(os.path.realpath(host_path)):
+            raise PathEscapeError(f"{rel}: resolves outside the sysfs root {self.root}")
+
+    def relative(self, host_path: str) -> str:
+        if host_path == self.root:
+            return ""
+        if not host_path.startswith(self._prefix) and self.confined:
+            raise PathEscapeError(f"{host_path}: outside the sysfs root {self.root}")
+        return host_path[len(self._prefix) :] if self.confined else host_path.lstrip("/")
+
+    # -- reads ---------------------------------------------------------------------------------------------------
+
+    def read_bytes(self, rel: str, limit: int = MAX_ATTRIBUTE_BYTES) -> bytes:
+        host = self.path(rel)
+        try:
+            fd = os.open(host, os.O_RDONLY | os.O_CLOEXEC)
+        except OSError as exc:
+            raise SysfsError(f"{rel}: cannot read: {exc.strerror}", exc.errno) from None
+        try:
+            if self.confined:
+                self._check_fd(rel, fd)
+            chunks: list[bytes] = []
+            size = 0
+            while True:
+                chunk = os.read(fd, 65536)
+                if not chunk:
+                    break
+                chunks.append(chunk)
+                size += len(chunk)
+                if size > limit:
+                    raise SysfsError(f"{rel}: larger than {limit} bytes: expected a sysfs attribute", errno.EFBIG)
+            return b"".join(chunks)
+        except OSError as exc:
+            raise SysfsError(f"{rel}: cannot read: {exc.strerror}", exc.errno) from None
+        finally:
+            os.close(fd)
+
+    def read(self, rel: str) -> str:
+        """An attribute's text without its final newline; NUL bytes and invalid UTF-8 are errors."""
+        data = self.read_bytes(rel)
+        if b"\x00" in data:
+            raise SysfsError(f"{rel}: holds a NUL byte: expected one line of text", errno.EINVAL)
+        try:
+            text = data.decode("utf-8")
+        except UnicodeDecodeError:
+            raise SysfsError(f"{rel}: not UTF-8 text", errno.EINVAL) from None
+        return text[:-1] if text.endswith("\n") else text
+
+    def read_optional(self, rel: str) -> str | None:
+        """The attribute, or None when the file does not exist."""
+        try:
+            return self.read(rel)
+        except SysfsError as exc:
+            if exc.errno == errno.ENOENT:
+                return None
+            raise
+
+    def read_int(self, rel: str, base: int = 10) -> int:
+        text = self.read(rel).strip()
+        try:
+            return int(text, base)
+        except ValueError:
+            kind = "a decimal" if base == 10 else "a hexadecimal" if base == 16 else "an"
+            raise SysfsError(f"{rel}: expected {kind} integer, found {text[:40]!r}", errno.EINVAL) from None
+
+    def listdir(self, rel: str) -> list[str]:
+        host = self.path(rel)
+        try:
+            if not self.confined:
+                return sorted(os.listdir(host))
+            fd = os.open(host, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+            try:
+                self._check_fd(rel, fd)
+                return sorted(os.listdir(fd))
+            finally:
+                os.close(fd)
+        except OSError as exc:
+            raise SysfsError(f"{rel}: cannot list: {exc.strerror}", exc.errno) from None
+
+    def listdir_optional(self, rel: str) -> list[str]:
+        try:
+            return self.listdir(rel)
+        except SysfsError as exc:
+            if exc.errno in (errno.ENOENT, errno.ENOTDIR):
+                return []
+            raise
+
+    def exists(self, rel: str) -> bool:
+        return os.path.lexists(self.path(rel))
+
+    def isdir(self, rel: str) -> bool:
+        return os.path.isdir(self.path(rel))
+
+    def islink(self, rel: str) -> bool:
+        return os.path.islink(self.path(rel))
+
+    def readlink(self, rel: str) -> str:
+        """The target of the link `rel`, as a root-relative canonical path.
+
+        Sysfs links are relative (`../../devices/...`); they are resolved lexically against the link's directory,
+        which discovery only ever reaches by canonical paths, so no extra lstat per component is needed.
+        """
+        host = self.path(rel)
+        try:
+            target = os.readlink(host)
+        except OSError as exc:
+            raise SysfsError(f"{rel}: cannot read link: {exc.strerror}", exc.errno) from None
+        if target.startswith("/"):
+            resolved = posixpath.normpath(self._prefix + target.lstrip("/")) if self.confined else target
+        else:
+            resolved = posixpath.normpath(posixpath.join(posixpath.dirname(host), target))
+        if not self._inside(resolved):
+            raise PathEscapeError(f"{rel}: link to {target} leaves the sysfs root {self.root}")
+        return self.relative(resolved)
+
+    def link_name(self, rel: str) -> str | None:
+        """The last component of a link's target (a driver's or a group's name), or None when absent."""
+        try:
+            return posixpath.basename(self.readlink(rel))
+        except SysfsError as exc:
+            if exc.errno in (errno.ENOENT, errno.EINVAL):
+                return None
+            raise
+
+    # -- writes --------------------------------------------------------------------------------------------------
+
+    def write(self, rel: str, text: str) -> None:
+        """Write an attribute in one write(2), as the kernel expects; errors keep their errno."""
+        host = self.path(rel)
+        if self.confined:
+            self._guard(rel, host)
+        try:
+            fd = os.open(host, os.O_WRONLY | os.O_CLOEXEC)
+        except OSError as exc:
+            raise SysfsError(f"{rel}: cannot open for writing: {exc.strerror}", exc.errno) from None
+        try:
+            os.write(fd, text.encode("utf-8"))
+        except OSError as exc:
+            raise SysfsError(f"{rel}: writing {text.strip()!r} failed: {exc.strerror}", exc.errno) from None
+        finally:
+            os.close(fd)

@@ -1,0 +1,1 @@
+"""Helpers for tests of devmig and of code that uses it: sysfs trees in the kernel's layout."""
