@@ -50,7 +50,7 @@ def scan_parents(scan: Scan, only: str | None = None) -> list[MdevParent]:
     for name in scan.entries("mdev bus", MDEV_BUS_CLASS):
         if only is not None and name != only:
             continue
-        path = scan.resolve(f"mdev parent {name}", f"{MDEV_BUS_CLASS}/{name}")
+        path = scan.resolve(f"mdev parent {name}", f"{MDEV_BUS_CLASS}/{name}", must_exist=True)
         if path is not None:
             parents.append(read_parent(scan, name, path))
     return parents

@@ -11,7 +11,9 @@ Where mdevctl fails the whole command on one bad entry, devmig leaves that entry
 from __future__ import annotations
 
 import json
+import math
 import posixpath
+import re
 from collections.abc import Iterable
 from typing import Any
 
@@ -24,6 +26,10 @@ _RUST_WHITESPACE = (
     "\u2028\u2029\u202f\u205f\u3000"
 )
 MDEVCTL_CONFIG_DIR = "etc/mdevctl.d"
+#: serde_json's nesting limit (arrays and objects together): mdevctl cannot parse a config nested any deeper
+_SERDE_MAX_DEPTH = 127
+#: Left in a Python str only by a lone surrogate escape such as \ud800 (json.loads joins pairs), which serde_json refuses
+_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
 def _dump(value: Any) -> str:
@@ -58,9 +64,50 @@ def types_dumpjson(parents: Iterable[MdevParent]) -> str:
     return _dump([dict(sorted(out.items()))] if out else [])
 
 
+def _serde_float(text: str) -> float:
+    value = float(text)
+    if math.isinf(value):
+        raise ValueError("number out of range")  # serde_json: 1e309 is an error, not infinity
+    return value
+
+
+def _serde_int(text: str) -> int:
+    if math.isinf(float(text)):
+        raise ValueError("number out of range")  # beyond u64/i64 serde_json reads an f64, which overflows here
+    return int(text)
+
+
+def _serde_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")  # NaN, Infinity, -Infinity: Python extensions serde_json refuses
+
+
+def _serde_accepts(value: Any, depth: int = 1) -> bool:
+    """What json.loads takes but serde_json refuses: a lone surrogate escape, nesting deeper than 127."""
+    if isinstance(value, str):
+        return _SURROGATE.search(value) is None
+    if isinstance(value, dict):
+        return depth <= _SERDE_MAX_DEPTH and all(
+            _serde_accepts(k) and _serde_accepts(v, depth + 1) for k, v in value.items()
+        )
+    if isinstance(value, list):
+        return depth <= _SERDE_MAX_DEPTH and all(_serde_accepts(v, depth + 1) for v in value)
+    return True
+
+
+def _load_config(text: str) -> Any:
+    """The config as serde_json reads it (Python's json is more lenient), or ValueError."""
+    try:
+        cfg = json.loads(text, parse_float=_serde_float, parse_int=_serde_int, parse_constant=_serde_constant)
+    except RecursionError:
+        raise ValueError("nested too deeply") from None
+    if not _serde_accepts(cfg):
+        raise ValueError("not JSON serde_json reads")
+    return cfg
+
+
 def _config(root: SysfsRoot, parent: str, uuid: str) -> tuple[str | None, str, list[dict[str, Any]]]:
     """(mdev_type, start, attrs) from mdevctl's config file for an active device, applied as mdevctl 1.2.0 does:
-    field by field, keeping what was applied before an error."""
+    field by field, keeping what was applied before an error. A config mdevctl cannot parse is ignored."""
     mdev_type: str | None = None
     start = "manual"
     attrs: list[dict[str, Any]] = []
@@ -71,7 +118,7 @@ def _config(root: SysfsRoot, parent: str, uuid: str) -> tuple[str | None, str, l
     if text is None:
         return mdev_type, start, attrs
     try:
-        cfg = json.loads(text)
+        cfg = _load_config(text)
     except ValueError:
         return mdev_type, start, attrs
     if not isinstance(cfg, dict) or cfg.get("mdev_type") is None or cfg.get("start") is None:
@@ -81,8 +128,8 @@ def _config(root: SysfsRoot, parent: str, uuid: str) -> tuple[str | None, str, l
     raw = cfg.get("attrs")
     if isinstance(raw, list):
         for item in raw:
-            if not isinstance(item, dict) or len(item) > 1:
-                break
+            if not isinstance(item, dict) or len(item) != 1:
+                break  # mdevctl stops at the first attribute that is not a one-key object, {} included
             attrs += [{key: value} for key, value in item.items()]
     return mdev_type, start, attrs
 
@@ -100,7 +147,8 @@ def list_dumpjson(root: SysfsRoot, devices: Iterable[MdevDevice]) -> str:
             continue  # as mdevctl: a device whose type link cannot be resolved is left out
         parent = posixpath.basename(posixpath.dirname(device.path))
         cfg_type, start, attrs = _config(root, parent, uuid)
-        body = {"mdev_type": cfg_type or device.type, "start": start, "attrs": attrs}
+        # an empty mdev_type in the config still overrides the sysfs type, as in mdevctl
+        body = {"mdev_type": device.type if cfg_type is None else cfg_type, "start": start, "attrs": attrs}
         grouped.setdefault(parent, []).append((uuid, body))
     full = {p: [{u: b} for u, b in sorted(grouped[p], key=lambda e: e[0])] for p in sorted(grouped)}
     return _dump([full] if full else [])

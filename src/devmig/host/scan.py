@@ -85,16 +85,20 @@ class Scan:
             self.warn(obj, rel, str(exc).removeprefix(f"{rel}: "))
             return []
 
-    def resolve(self, obj: str, rel: str) -> str | None:
+    def resolve(self, obj: str, rel: str, *, must_exist: bool = False) -> str | None:
         """Where a bus or class link points (a device's canonical path), or None with a warning. A real
         directory in place of the link is its own canonical path."""
         if not self.root.islink(rel) and self.root.isdir(rel):
             return rel
         try:
-            return self.root.readlink(rel)
+            target = self.root.readlink(rel)
         except SysfsError as exc:
             self.warn(obj, rel, str(exc).removeprefix(f"{rel}: "))
             return None
+        if must_exist and not self.root.isdir(target):
+            self.warn(obj, rel, f"dangling link to {target}")
+            return None
+        return target
 
 
 def group_number(text: str | None) -> int | None:

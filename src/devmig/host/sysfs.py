@@ -31,8 +31,14 @@ class SysfsError(DevmigError):
         self.errno = err
 
 
-class PathEscapeError(InputError):
-    """A path or a link would leave the sysfs root."""
+class PathEscapeError(SysfsError, InputError):
+    """A path or a link would leave the sysfs root: bad input when named by a user, odd sysfs contents (a warning
+    on that entry) when met during a scan."""
+
+    exit_code = InputError.exit_code
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, errno.EXDEV)
 
 
 def _check_name(rel: str) -> None:
@@ -188,7 +194,8 @@ class SysfsRoot:
         except OSError as exc:
             raise SysfsError(f"{rel}: cannot read link: {exc.strerror}", exc.errno) from None
         if target.startswith("/"):
-            resolved = posixpath.normpath(self._prefix + target.lstrip("/")) if self.confined else target
+            # sysfs makes relative links only; an absolute one is followed as the OS would, out of a fixture root
+            resolved = posixpath.normpath(target)
         else:
             resolved = posixpath.normpath(posixpath.join(posixpath.dirname(host), target))
         if not self._inside(resolved):
