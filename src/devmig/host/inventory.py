@@ -8,11 +8,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from devmig.errors import InputError
-from devmig.host.ap import scan_ap_matrix
-from devmig.host.ccw import scan_subchannels
 from devmig.host.devices import ApMatrix, MdevDevice, MdevParent, MdevType, PciFunction, ScanWarning, Subchannel
-from devmig.host.mdev import scan_mdevs, scan_parents
-from devmig.host.pci import scan_pci
 from devmig.host.scan import Scan
 from devmig.host.sysfs import SysfsRoot
 
@@ -40,15 +36,25 @@ class Inventory:
         scan = Scan(sysfs)
         wanted = set(parts)
         inv = cls(root=sysfs)
+        # Scanners are imported per part: `devmig types` loads only the mdev one.
         if "pci" in wanted:
+            from devmig.host.pci import scan_pci
+
             inv.pci = scan_pci(scan)
-        if "mdev_types" in wanted:
-            inv.parents = scan_parents(scan)
-        if "mdevs" in wanted:
-            inv.mdevs = scan_mdevs(scan)
+        if "mdev_types" in wanted or "mdevs" in wanted:
+            from devmig.host.mdev import scan_mdevs, scan_parents
+
+            if "mdev_types" in wanted:
+                inv.parents = scan_parents(scan)
+            if "mdevs" in wanted:
+                inv.mdevs = scan_mdevs(scan)
         if "ccw" in wanted:
+            from devmig.host.ccw import scan_subchannels
+
             inv.subchannels = scan_subchannels(scan)
         if "ap" in wanted:
+            from devmig.host.ap import scan_ap_matrix
+
             inv.ap_matrix = scan_ap_matrix(scan)
         inv.warnings = scan.warnings
         return inv

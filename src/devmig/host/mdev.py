@@ -10,7 +10,7 @@ from __future__ import annotations
 import posixpath
 
 from devmig.host.devices import MdevDevice, MdevParent, MdevType
-from devmig.host.scan import Scan, group_number, parse_count
+from devmig.host.scan import Scan, group_number, parse_count, trim
 
 MDEV_BUS_CLASS = "sys/class/mdev_bus"
 MDEV_DEVICES = "sys/bus/mdev/devices"
@@ -19,7 +19,7 @@ MDEV_DEVICES = "sys/bus/mdev/devices"
 def read_type(scan: Scan, parent: str, type_id: str, path: str) -> MdevType:
     obj = f"mdev type {parent}/{type_id}"
     mtype = MdevType(parent=parent, id=type_id, path=path)
-    mtype.device_api = scan.attr(obj, f"{path}/device_api", str.strip, required=True)
+    mtype.device_api = scan.attr(obj, f"{path}/device_api", trim, required=True)
     mtype.available_instances = scan.attr(obj, f"{path}/available_instances", parse_count, required=True)
     if mtype.available_instances is not None and mtype.available_instances < 0:
         scan.warn(obj, f"{path}/available_instances", f"negative available_instances {mtype.available_instances}")
@@ -40,7 +40,7 @@ def read_parent(scan: Scan, name: str, path: str) -> MdevParent:
         scan.warn(obj, types_dir, "missing mdev_supported_types: the parent offers no types")
         parent.types_dir = False
         return parent
-    for type_id in scan.entries(obj, types_dir):
+    for type_id in scan.subdirs(obj, types_dir):
         parent.types.append(read_type(scan, name, type_id, f"{types_dir}/{type_id}"))
     return parent
 

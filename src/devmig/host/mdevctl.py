@@ -28,7 +28,7 @@ _RUST_WHITESPACE = (
 MDEVCTL_CONFIG_DIR = "etc/mdevctl.d"
 #: serde_json's nesting limit (arrays and objects together): mdevctl cannot parse a config nested any deeper
 _SERDE_MAX_DEPTH = 127
-#: Left in a Python str only by a lone surrogate escape such as \ud800 (json.loads joins pairs), which serde_json refuses
+#: Left in a str only by a lone surrogate escape such as \ud800 (json.loads joins pairs); serde_json refuses it
 _SURROGATE = re.compile("[\ud800-\udfff]")
 
 

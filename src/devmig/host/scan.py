@@ -22,12 +22,26 @@ def parse_hex(text: str, digits: int) -> str:
     return match[1].lower().zfill(digits)
 
 
+#: Rust's char::is_whitespace, which mdevctl's trim() uses (Python's strip() also drops \x1c-\x1f): devmig trims
+#: attribute text as mdevctl does, so both read a tree the same way.
+WHITESPACE = (
+    "\t\n\x0b\x0c\r \x85\xa0\u1680\u2000\u2001\u2002\u2003\u2004\u2005\u2006\u2007\u2008\u2009\u200a"
+    "\u2028\u2029\u202f\u205f\u3000"
+)
+_ASCII_DIGITS = frozenset("0123456789")
+_I32 = range(-(2**31), 2**31)
+
+
+def trim(text: str) -> str:
+    return text.strip(WHITESPACE)
+
+
 def parse_count(text: str) -> int:
-    """A count such as available_instances. The kernel prints "%u"; a sign is accepted as mdevctl accepts it, and
-    a negative count is reported by the caller."""
-    value = text.strip()
+    """A count such as available_instances. The kernel prints "%u"; like mdevctl, a sign is accepted and the value
+    must be ASCII digits within a 32-bit signed integer. A negative count is reported by the caller."""
+    value = trim(text)
     digits = value[1:] if value[:1] in ("+", "-") else value
-    if not digits.isdigit():
+    if not digits or not _ASCII_DIGITS.issuperset(digits) or int(value) not in _I32:
         raise ValueError(f"expected a whole number, found {text[:40]!r}")
     return int(value)
 
@@ -81,6 +95,14 @@ class Scan:
         """A directory's entries; a missing directory is empty, an unreadable one a warning."""
         try:
             return self.root.listdir_optional(rel)
+        except SysfsError as exc:
+            self.warn(obj, rel, str(exc).removeprefix(f"{rel}: "))
+            return []
+
+    def subdirs(self, obj: str, rel: str) -> list[str]:
+        """The real subdirectories of a directory (not links, not files: the kernel makes type dirs so)."""
+        try:
+            return self.root.subdirs(rel)
         except SysfsError as exc:
             self.warn(obj, rel, str(exc).removeprefix(f"{rel}: "))
             return []

@@ -98,21 +98,26 @@ class SysfsRoot:
 
     # -- reads ---------------------------------------------------------------------------------------------------
 
-    def read_bytes(self, rel: str, limit: int = MAX_ATTRIBUTE_BYTES) -> bytes:
+    def _read(self, rel: str, limit: int, missing_ok: bool) -> bytes | None:
         host = self.path(rel)
         try:
-            fd = os.open(host, os.O_RDONLY | os.O_CLOEXEC)
+            # O_NONBLOCK: a FIFO planted in a tree must not hang the scan (no effect on files and sysfs)
+            fd = os.open(host, os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK)
+        except FileNotFoundError:
+            if missing_ok:
+                return None
+            raise SysfsError(f"{rel}: cannot read: No such file or directory", errno.ENOENT) from None
         except OSError as exc:
             raise SysfsError(f"{rel}: cannot read: {exc.strerror}", exc.errno) from None
         try:
             if self.confined:
                 self._check_fd(rel, fd)
-            chunks: list[bytes] = []
-            size = 0
-            while True:
+            chunk = os.read(fd, 65536)
+            if len(chunk) < 65536:
+                return chunk  # a short read is the end of a file or of a sysfs attribute
+            chunks, size = [chunk], len(chunk)
+            while chunk:
                 chunk = os.read(fd, 65536)
-                if not chunk:
-                    break
                 chunks.append(chunk)
                 size += len(chunk)
                 if size > limit:
@@ -123,9 +128,13 @@ class SysfsRoot:
         finally:
             os.close(fd)
 
-    def read(self, rel: str) -> str:
-        """An attribute's text without its final newline; NUL bytes and invalid UTF-8 are errors."""
-        data = self.read_bytes(rel)
+    def read_bytes(self, rel: str, limit: int = MAX_ATTRIBUTE_BYTES) -> bytes:
+        data = self._read(rel, limit, missing_ok=False)
+        assert data is not None
+        return data
+
+    @staticmethod
+    def _text(rel: str, data: bytes) -> str:
         if b"\x00" in data:
             raise SysfsError(f"{rel}: holds a NUL byte: expected one line of text", errno.EINVAL)
         try:
@@ -134,14 +143,14 @@ class SysfsRoot:
             raise SysfsError(f"{rel}: not UTF-8 text", errno.EINVAL) from None
         return text[:-1] if text.endswith("\n") else text
 
+    def read(self, rel: str) -> str:
+        """An attribute's text without its final newline; NUL bytes and invalid UTF-8 are errors."""
+        return self._text(rel, self.read_bytes(rel))
+
     def read_optional(self, rel: str) -> str | None:
         """The attribute, or None when the file does not exist."""
-        try:
-            return self.read(rel)
-        except SysfsError as exc:
-            if exc.errno == errno.ENOENT:
-                return None
-            raise
+        data = self._read(rel, MAX_ATTRIBUTE_BYTES, missing_ok=True)
+        return None if data is None else self._text(rel, data)
 
     def read_int(self, rel: str, base: int = 10) -> int:
         text = self.read(rel).strip()
@@ -173,6 +182,17 @@ class SysfsRoot:
                 return []
             raise
 
+    def subdirs(self, rel: str) -> list[str]:
+        """Names of the real directories in `rel`, sorted; symlinks and files are left out."""
+        host = self.path(rel)
+        try:
+            if self.confined:
+                self._guard(rel, host)
+            with os.scandir(host) as entries:
+                return sorted(e.name for e in entries if e.is_dir(follow_symlinks=False))
+        except OSError as exc:
+            raise SysfsError(f"{rel}: cannot list: {exc.strerror}", exc.errno) from None
+
     def exists(self, rel: str) -> bool:
         return os.path.lexists(self.path(rel))
 
@@ -203,13 +223,22 @@ class SysfsRoot:
         return self.relative(resolved)
 
     def link_name(self, rel: str) -> str | None:
-        """The last component of a link's target (a driver's or a group's name), or None when absent."""
+        """The last component of a link's target (a driver's, a type's or a group's name), or None when absent.
+
+        Only a name is taken and nothing is opened through it, so no resolution is needed: this is the hot path
+        of a 10,000-device scan."""
         try:
+            target = os.readlink(self.path(rel))
+        except FileNotFoundError:
+            return None
+        except OSError as exc:
+            if exc.errno == errno.EINVAL:
+                return None  # not a link
+            raise SysfsError(f"{rel}: cannot read link: {exc.strerror}", exc.errno) from None
+        name = posixpath.basename(target.rstrip("/"))
+        if name in ("", ".", ".."):
             return posixpath.basename(self.readlink(rel))
-        except SysfsError as exc:
-            if exc.errno in (errno.ENOENT, errno.EINVAL):
-                return None
-            raise
+        return name
 
     # -- writes --------------------------------------------------------------------------------------------------
 
