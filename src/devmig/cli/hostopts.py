@@ -23,6 +23,22 @@ def sysfs_root_option(func: F) -> F:
     )(func)
 
 
+def mdevctl_format_option(peer: str) -> Callable[[F], F]:
+    """--format devmig|mdevctl, where mdevctl means exactly what `mdevctl PEER --dumpjson` prints."""
+
+    def decorate(func: F) -> F:
+        return click.option(
+            "--format",
+            "fmt",
+            type=click.Choice(["devmig", "mdevctl"]),
+            default="devmig",
+            show_default=True,
+            help=f"mdevctl: exactly what `mdevctl {peer} --dumpjson` prints (implies JSON).",
+        )(func)
+
+    return decorate
+
+
 def print_warnings(warnings: Iterable[ScanWarning]) -> None:
     for warning in warnings:
         click.echo(f"devmig: warning: {warning}", err=True)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from devmig.cli.hostopts import print_warnings, sysfs_root_option, warnings_json
+from devmig.cli.hostopts import mdevctl_format_option, print_warnings, sysfs_root_option, warnings_json
 from devmig.cli.options import emit_json, output_options, resolve
 from devmig.cli.render import table
 from devmig.host.devices import MdevDevice, PciFunction, Subchannel
@@ -41,14 +41,7 @@ def _json(device: Device) -> dict[str, object]:
 
 
 @click.command(name="list")
-@click.option(
-    "--format",
-    "fmt",
-    type=click.Choice(["devmig", "mdevctl"]),
-    default="devmig",
-    show_default=True,
-    help="mdevctl: exactly what `mdevctl list --dumpjson` prints (active mdevs; implies JSON).",
-)
+@mdevctl_format_option("list")
 @sysfs_root_option
 @output_options
 def command(fmt: str, sysfs_root: str, json_output: bool, pretty: bool) -> int:

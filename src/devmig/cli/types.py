@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from devmig.cli.hostopts import print_warnings, sysfs_root_option, warnings_json
+from devmig.cli.hostopts import mdevctl_format_option, print_warnings, sysfs_root_option, warnings_json
 from devmig.cli.options import emit_json, output_options, resolve
 from devmig.host.inventory import Inventory
 from devmig.host.mdevctl import types_dumpjson
@@ -12,14 +12,7 @@ from devmig.host.mdevctl import types_dumpjson
 
 @click.command(name="types")
 @click.option("-P", "--parent", metavar="PARENT", help="Only the types of this parent device.")
-@click.option(
-    "--format",
-    "fmt",
-    type=click.Choice(["devmig", "mdevctl"]),
-    default="devmig",
-    show_default=True,
-    help="mdevctl: exactly what `mdevctl types --dumpjson` prints (implies JSON).",
-)
+@mdevctl_format_option("types")
 @sysfs_root_option
 @output_options
 def command(parent: str | None, fmt: str, sysfs_root: str, json_output: bool, pretty: bool) -> int:

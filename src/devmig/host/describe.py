@@ -13,7 +13,7 @@ from __future__ import annotations
 import posixpath
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from devmig.errors import DevmigError, InputError
 from devmig.host.devices import MdevDevice, MdevType, PciFunction, Subchannel
@@ -65,6 +65,19 @@ def parse_param_text(spec: ParamSpec, text: str, where: str) -> ParamValue:
     return text.removesuffix("\n")
 
 
+def _descriptor_of(cap: TypeCapability, params: dict[str, ParamValue]) -> DeviceDescriptor:
+    """A device of type `cap` (one model at most) with these migration parameters, as trusted as `cap`."""
+    return DeviceDescriptor(
+        device_api=cap.device_api,
+        type=cap.type,
+        model=next(iter(cap.models), None),
+        software_version=cap.software_version,
+        api=cap.api,
+        params=params,
+        confidence=cap.confidence,
+    )
+
+
 @dataclass
 class Facts:
     """What is known of one device or type, for profiles and for strict identity."""
@@ -77,7 +90,6 @@ class Facts:
     parent_pci_id: str | None = None
     parent_driver: str | None = None
     subchannel_type: str | None = None
-    extra: dict[str, str] = field(default_factory=dict)
 
     def get(self, name: str) -> str | None:
         value = getattr(self, name, None)
@@ -300,31 +312,15 @@ class Describer:
         cap = self.type_capability(mtype)
         if cap.confidence == "declared":
             return self._declared_descriptor(device, cap)
-        if cap.confidence == "profile":
-            ((model, spec),) = cap.models.items()
-            return DeviceDescriptor(
-                device_api=cap.device_api,
-                type=cap.type,
-                model=model,
-                software_version=cap.software_version,
-                api=cap.api,
-                params={n: p.init_value for n, p in spec.params.items()},
-                confidence="profile",
-            )
-        return DeviceDescriptor(
-            device_api=cap.device_api,
-            type=cap.type,
-            software_version=cap.software_version,
-            api=cap.api,
-            confidence="unverified",
-        )
+        # A profile fixes each parameter by type (its init value); unverified documents have none.
+        return _descriptor_of(cap, {n: p.init_value for spec in cap.models.values() for n, p in spec.params.items()})
 
     def _declared_descriptor(self, device: MdevDevice, cap: TypeCapability) -> DeviceDescriptor:
         if len(cap.models) != 1:
             raise SysfsError(
                 f"mdev {device.uuid}: type {cap.type} declares {len(cap.models)} models; expected one per type"
             )
-        ((model, spec),) = cap.models.items()
+        ((_, spec),) = cap.models.items()
         params: dict[str, ParamValue] = {}
         for name, pspec in spec.params.items():
             rel = f"{device.path}/migration/{name}"
@@ -334,14 +330,7 @@ class Describer:
             value = parse_param_text(pspec, text, rel)
             if pspec.off_value is None or value != pspec.off_value:
                 params[name] = value
-        return DeviceDescriptor(
-            device_api=cap.device_api,
-            type=cap.type,
-            model=model,
-            software_version=cap.software_version,
-            api=cap.api,
-            params=params,
-        )
+        return _descriptor_of(cap, params)
 
     def function_descriptor(self, fn: PciFunction) -> DeviceDescriptor:
         if not fn.vfio:
@@ -349,13 +338,4 @@ class Describer:
                 f"PCI function {fn.address}: bound to {fn.driver or 'no driver'}, not to vfio-pci or a VFIO "
                 "variant driver: it is not assignable"
             )
-        cap = self.function_capability(fn)
-        model = next(iter(cap.models), None)
-        return DeviceDescriptor(
-            device_api="vfio-pci",
-            type=cap.type,
-            model=model,
-            software_version=cap.software_version,
-            api=cap.api,
-            confidence=cap.confidence,
-        )
+        return _descriptor_of(self.function_capability(fn), {})

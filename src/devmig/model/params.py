@@ -20,7 +20,6 @@ ParamValue = StrictBool | StrictInt | StrictStr
 
 #: Names: UTF-8 without '=', '/' or white space (RFC v3), and non-empty.
 PARAM_NAME_PATTERN = r"^[^=/\s]+$"
-_PARAM_NAME_RE = re.compile(PARAM_NAME_PATTERN)
 ParamName = Annotated[str, Field(pattern=PARAM_NAME_PATTERN)]
 
 _RANGE_RE = re.compile(r"^(-?[0-9]+)-(-?[0-9]+)$")
@@ -48,10 +47,6 @@ def check_value_text(value: object) -> None:
     """Values are written to sysfs one per file: a str value may not hold a newline (RFC v3)."""
     if isinstance(value, str) and ("\n" in value or "\x00" in value):
         raise ValueError(f"a parameter value may not contain a newline or NUL, found {value!r}")
-
-
-def is_param_name(name: str) -> bool:
-    return bool(_PARAM_NAME_RE.fullmatch(name))
 
 
 @dataclass(frozen=True, order=True, slots=True)
