@@ -21,8 +21,6 @@ import datetime as dt
 import hashlib
 import json
 import os
-import platform
-import re
 import shutil
 import statistics
 import subprocess
@@ -34,6 +32,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from machine import machine, write_section
 
 REPO = Path(__file__).resolve().parents[1]
 BEGIN = "<!-- discovery:begin -->"
@@ -165,50 +165,6 @@ def run_inner(tree: Path, argv_map: dict[str, list[str]], runs: int) -> dict[str
 # -- the machine ---------------------------------------------------------------------------------------------------
 
 
-def _output(argv: Sequence[str]) -> str:
-    try:
-        return subprocess.run(argv, capture_output=True, text=True, check=False).stdout.strip()
-    except OSError:
-        return "?"
-
-
-def machine(venv_python: str) -> dict[str, str]:
-    cpuinfo = Path("/proc/cpuinfo").read_text(errors="replace")
-    models = re.findall(r"^model name\s*:\s*(.*)$", cpuinfo, re.MULTILINE)
-    meminfo = Path("/proc/meminfo").read_text()
-    mem = re.search(r"^MemTotal:\s*(\d+) kB", meminfo, re.MULTILINE)
-    probe = "import sys; print(sys.version.split()[0], sys.executable)"
-    path_python = shutil.which("python3") or "?"
-    return {
-        "cpu": models[0] if models else platform.processor() or "?",
-        "cores": f"{os.cpu_count()} logical ({len(os.sched_getaffinity(0))} usable)",
-        "ram": f"{int(mem.group(1)) / 1024 / 1024:.1f} GiB" if mem else "?",
-        "kernel": platform.release(),
-        "os": _os_name(),
-        "python3 on PATH": f"{path_python}{_wrapper_note(path_python)} -> {_output(['python3', '-c', probe])}",
-        "venv python": f"{venv_python} -> {_output([venv_python, '-c', probe])}",
-        "mdevctl": _output(["mdevctl", "--version"]),
-    }
-
-
-def _wrapper_note(path: str) -> str:
-    """Say so when the `python3` on PATH is a script (a pyenv shim, say) rather than the interpreter itself."""
-    try:
-        with Path(path).open("rb") as f:
-            return " (a #! script that starts the interpreter)" if f.read(2) == b"#!" else ""
-    except OSError:
-        return ""
-
-
-def _os_name() -> str:
-    try:
-        text = Path("/etc/os-release").read_text()
-    except OSError:
-        return "?"
-    found = re.search(r'^PRETTY_NAME="?([^"\n]*)"?$', text, re.MULTILINE)
-    return found.group(1) if found else "?"
-
-
 def filesystem(path: Path) -> str:
     best, fstype = "", "?"
     for line in Path("/proc/mounts").read_text().splitlines():
@@ -317,18 +273,6 @@ def report(
     return "\n".join(lines) + "\n"
 
 
-def write_section(doc: Path, body: str) -> None:
-    text = doc.read_text() if doc.exists() else "# Performance\n"
-    section = f"{BEGIN}\n{body}{END}"
-    if BEGIN in text and END in text:
-        head, rest = text.split(BEGIN, 1)
-        tail = rest.split(END, 1)[1]
-        text = head + section + tail
-    else:
-        text = text.rstrip("\n") + "\n\n## Discovery\n\n" + section + "\n"
-    doc.write_text(text)
-
-
 # -- main ----------------------------------------------------------------------------------------------------------
 
 
@@ -423,7 +367,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"discovery.py: `{label}` failed: {message}", file=sys.stderr)
         return 1
     if args.write is not None:
-        write_section(args.write, body)
+        write_section(args.write, BEGIN, END, "Discovery", body)
         print(f"wrote {args.write}", file=sys.stderr)
     return 0
 

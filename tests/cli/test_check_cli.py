@@ -142,3 +142,15 @@ def test_help_and_version_need_no_documents() -> None:
     assert "check" in run_devmig("--help").out
     assert run_devmig("--version").out.startswith("devmig, version ")
     assert "Exit 0 when compatible" in " ".join(run_devmig("check", "--help").out.split())
+
+
+def test_commands_run_in_process_one_after_another(capsys: pytest.CaptureFixture[str]) -> None:
+    """Nova or a test harness may call main() many times in one process: a command module must not shadow a
+    builtin the CLI uses (cli/list.py once replaced `list` in the package)."""
+    from devmig.cli import main
+
+    for _ in range(2):
+        assert main(["list", "--sysfs-root", str(EXAMPLES)]) == 0
+        assert main(["types", "-j", "--sysfs-root", str(EXAMPLES)]) == 0
+        assert main(["schema", "verdict"]) == 0
+    capsys.readouterr()

@@ -17,12 +17,16 @@ from devmig import __version__
 from devmig.cli.options import Options
 from devmig.errors import DevmigError, ExitCode
 
-#: name -> (module holding `command`, one-line help shown by `devmig --help` without importing the module)
+#: name -> (module holding `command`, one-line help shown by `devmig --help` without importing the module).
+#: A module is never named after a builtin: once imported it is an attribute of this package and would shadow it.
 COMMANDS: dict[str, tuple[str, str]] = {
-    "list": ("devmig.cli.list", "List this host's assignable devices (mdevs, VFIO PCI functions, vfio-ccw)."),
+    "list": ("devmig.cli.listing", "List this host's assignable devices (mdevs, VFIO PCI functions, vfio-ccw)."),
     "types": ("devmig.cli.types", "List the mdev types each parent device can create."),
     "describe": ("devmig.cli.describe", "Print the source descriptor of a device on this host."),
     "capabilities": ("devmig.cli.capabilities", "Print the destination capabilities of this host's types."),
+    "mdev": ("devmig.cli.mdev", "Create and remove mediated devices."),
+    "pci": ("devmig.cli.pci", "Bind PCI functions to VFIO drivers and back."),
+    "vfio": ("devmig.cli.vfio", "Open a device through VFIO and report its migration support."),
     "check": ("devmig.cli.check", "Check a source device descriptor against a destination capability."),
     "baseline": ("devmig.cli.baseline", "Find the configuration every given destination capability accepts."),
     "schema": ("devmig.cli.schema", "Print the JSON Schema of a devmig format."),

@@ -248,7 +248,8 @@ class SysfsRoot:
         if self.confined:
             self._guard(rel, host)
         try:
-            fd = os.open(host, os.O_WRONLY | os.O_CLOEXEC)
+            # O_TRUNC as a shell redirection does: harmless on sysfs, and a fixture file keeps only what was written
+            fd = os.open(host, os.O_WRONLY | os.O_TRUNC | os.O_CLOEXEC)
         except OSError as exc:
             raise SysfsError(f"{rel}: cannot open for writing: {exc.strerror}", exc.errno) from None
         try:
