@@ -41,7 +41,8 @@ def machine(venv_python: str) -> dict[str, str]:
     models = re.findall(r"^model name\s*:\s*(.*)$", cpuinfo, re.MULTILINE)
     meminfo = Path("/proc/meminfo").read_text()
     mem = re.search(r"^MemTotal:\s*(\d+) kB", meminfo, re.MULTILINE)
-    probe = "import sys; print(sys.version.split()[0], sys.executable)"
+    # versions only: the record names no path of the machine it ran on
+    probe = "import sys; print('Python', sys.version.split()[0])"
     path_python = shutil.which("python3") or "?"
     return {
         "cpu": models[0] if models else platform.processor() or "?",
@@ -49,8 +50,8 @@ def machine(venv_python: str) -> dict[str, str]:
         "ram": f"{int(mem.group(1)) / 1024 / 1024:.1f} GiB" if mem else "?",
         "kernel": platform.release(),
         "os": os_name(),
-        "python3 on PATH": f"{path_python}{wrapper_note(path_python)} -> {output(['python3', '-c', probe])}",
-        "venv python": f"{venv_python} -> {output([venv_python, '-c', probe])}",
+        "python3 on PATH": f"{output(['python3', '-c', probe])}{wrapper_note(path_python)}",
+        "venv python": f"{output([venv_python, '-c', probe])} (the project's .venv)",
         "mdevctl": output(["mdevctl", "--version"]),
     }
 

@@ -41,7 +41,7 @@ def policy_text(source: str | None, versions: dict[str, str | None], installed: 
     for name, candidate in {"linux-source-6.12": source, **versions}.items():
         inst = (installed or {}).get(name, "(none)")
         cand = candidate or "(none)"
-        mirror = "http://deb.debian.org/debian-security bookworm-security/main amd64 Packages"
+        mirror = "http://mirror.invalid/debian-security bookworm-security/main amd64 Packages"
         table = f"     {cand} 500\n        500 {mirror}\n"
         blocks.append(
             f"{name}:\n  Installed: {inst}\n  Candidate: {cand}\n  Version table:\n{table if candidate else ''}"

@@ -17,11 +17,8 @@ def _subchannel_type(text: str) -> str:
 
 def scan_subchannels(scan: Scan) -> list[Subchannel]:
     found = []
-    for busid in scan.entries("channel subsystem", CSS_DEVICES):
+    for busid, path in scan.listed("subchannel", CSS_DEVICES):
         obj = f"subchannel {busid}"
-        path = scan.resolve(obj, f"{CSS_DEVICES}/{busid}")
-        if path is None:
-            continue
         sch = Subchannel(busid=busid, path=path)
         sch.subchannel_type = scan.attr(obj, f"{path}/type", _subchannel_type, required=True)
         sch.driver = scan.link(obj, f"{path}/driver")

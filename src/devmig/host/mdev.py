@@ -46,14 +46,11 @@ def read_parent(scan: Scan, name: str, path: str) -> MdevParent:
 
 
 def scan_parents(scan: Scan, only: str | None = None) -> list[MdevParent]:
-    parents = []
-    for name in scan.entries("mdev bus", MDEV_BUS_CLASS):
-        if only is not None and name != only:
-            continue
-        path = scan.resolve(f"mdev parent {name}", f"{MDEV_BUS_CLASS}/{name}", must_exist=True)
-        if path is not None:
-            parents.append(read_parent(scan, name, path))
-    return parents
+    return [
+        read_parent(scan, name, path)
+        for name, path in scan.listed("mdev parent", MDEV_BUS_CLASS, must_exist=True)
+        if only is None or name == only
+    ]
 
 
 def read_mdev(scan: Scan, uuid: str, path: str) -> MdevDevice:
@@ -68,9 +65,4 @@ def read_mdev(scan: Scan, uuid: str, path: str) -> MdevDevice:
 
 
 def scan_mdevs(scan: Scan) -> list[MdevDevice]:
-    devices = []
-    for uuid in scan.entries("mdev bus", MDEV_DEVICES):
-        path = scan.resolve(f"mdev {uuid}", f"{MDEV_DEVICES}/{uuid}")
-        if path is not None:
-            devices.append(read_mdev(scan, uuid, path))
-    return devices
+    return [read_mdev(scan, uuid, path) for uuid, path in scan.listed("mdev", MDEV_DEVICES)]

@@ -49,9 +49,4 @@ def read_function(scan: Scan, address: str, path: str) -> PciFunction:
 
 
 def scan_pci(scan: Scan) -> list[PciFunction]:
-    functions = []
-    for address in scan.entries("PCI bus", PCI_DEVICES):
-        path = scan.resolve(f"PCI function {address}", f"{PCI_DEVICES}/{address}")
-        if path is not None:
-            functions.append(read_function(scan, address, path))
-    return functions
+    return [read_function(scan, address, path) for address, path in scan.listed("PCI function", PCI_DEVICES)]

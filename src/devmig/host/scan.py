@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import TypeVar
 
 from devmig.host.devices import ScanWarning
@@ -106,6 +106,13 @@ class Scan:
         except SysfsError as exc:
             self.warn(obj, rel, str(exc).removeprefix(f"{rel}: "))
             return []
+
+    def listed(self, kind: str, rel: str, *, must_exist: bool = False) -> Iterator[tuple[str, str]]:
+        """(name, canonical path) of each entry of a bus or class directory, `kind` naming them in warnings."""
+        for name in self.entries(f"{kind}s", rel):
+            path = self.resolve(f"{kind} {name}", f"{rel}/{name}", must_exist=must_exist)
+            if path is not None:
+                yield name, path
 
     def resolve(self, obj: str, rel: str, *, must_exist: bool = False) -> str | None:
         """Where a bus or class link points (a device's canonical path), or None with a warning. A real

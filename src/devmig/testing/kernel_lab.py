@@ -5,7 +5,7 @@ device behind an emulated intel-iommu) on a host that cannot or must not load th
 
     assets = prepare()                                   # as root, once; later calls return in milliseconds
     run = run_in_guest(assets, [".venv/bin/python", "-m", "pytest", "-p", "no:cacheprovider", "tests/kernel/guest"],
-                       cwd="/work/main", results_dir=tmp_path)
+                       cwd=str(checkout), results_dir=tmp_path)
     assert run.returncode == 0, run.console
 
 `prepare()` installs (apt-get, only what is missing) qemu-system-x86, busybox-static, xz-utils, gcc/make and
