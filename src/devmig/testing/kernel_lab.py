@@ -360,6 +360,25 @@ done
 ip link set lo up 2>/dev/null
 
 mount -t 9p -o trans=virtio,version=9p2000.L,ro,cache=loose host /host || die "mount the host root (9p tag host)"
+mkdir -p /results
+mount -t 9p -o trans=virtio,version=9p2000.L results /results || die "mount the results dir (9p tag results)"
+[ -r /results/{LAB_DIR}/run.sh ] || die "no {GUEST_RESULTS}/{LAB_DIR}/run.sh"
+# Paths the command needs that the tmpfs mounts below would hide (a checkout under /tmp): bind them aside now,
+# move them back on top of the tmpfs afterwards.
+i=0
+if [ -r /results/{LAB_DIR}/keep ]; then
+    while read -r p; do
+        case "$p" in
+            /tmp/*|/run/*|/var/tmp/*|/root/.cache/*|/var/lib/devmig/*|/etc/mdevctl.d/*) ;;
+            *) continue ;;
+        esac
+        [ -d "/host$p" ] || continue
+        i=$((i+1))
+        mkdir -p "/keep/$i"
+        mount -o bind "/host$p" "/keep/$i" || die "keep $p visible"
+        echo "$p" > "/keep/$i.path"
+    done < /results/{LAB_DIR}/keep
+fi
 mount -t proc proc /host/proc || die "mount /host/proc"
 mount -t sysfs sysfs /host/sys || die "mount /host/sys"
 mount -t devtmpfs devtmpfs /host/dev || die "mount /host/dev"
@@ -376,9 +395,14 @@ if [ -d /host/etc/mdevctl.d ]; then
     mount -t tmpfs -o mode=755 tmpfs /host/etc/mdevctl.d || die "tmpfs on /host/etc/mdevctl.d"
     mkdir -p /host/etc/mdevctl.d/scripts.d/callouts /host/etc/mdevctl.d/scripts.d/notifiers
 fi
+for f in /keep/*.path; do
+    [ -e "$f" ] || continue
+    p=$(cat "$f")
+    mkdir -p "/host$p"
+    mount -o move "${{f%.path}}" "/host$p" || die "put $p back over the tmpfs"
+done
 mkdir -p {host_results}
-mount -t 9p -o trans=virtio,version=9p2000.L results {host_results} || die "mount the results dir (9p tag results)"
-[ -r {lab}/run.sh ] || die "no {GUEST_RESULTS}/{LAB_DIR}/run.sh"
+mount -o move /results {host_results} || die "move the results dir to {GUEST_RESULTS}"
 
 echo "{BEGIN_MARKER}"
 chroot /host /usr/bin/env -i {guest_env} /bin/sh {GUEST_RESULTS}/{LAB_DIR}/run.sh </dev/null
@@ -896,6 +920,8 @@ def run_in_guest(
     lab.mkdir(parents=True, exist_ok=True)
     (lab / "exit-code").unlink(missing_ok=True)
     (lab / "run.sh").write_text(render_command_script(command, cwd=cwd, env=env))
+    # The guest's tmpfs mounts would hide a checkout under /tmp (CI clones anywhere): the init keeps these visible.
+    (lab / "keep").write_text(f"{cwd}\n")
 
     argv = qemu_argv(assets, results, memory_mb=memory_mb, qemu=qemu, bios=QBOOT if QBOOT.is_file() else None)
     chunks: list[bytes] = []
