@@ -182,14 +182,19 @@ def test_init_script() -> None:
     assert init.startswith("#!/bin/busybox sh\n")
     assert "for m in vfio vfio_pci mtty; do" in init
     assert "mount -t 9p -o trans=virtio,version=9p2000.L,ro,cache=loose host /host" in init
-    assert "mount -t 9p -o trans=virtio,version=9p2000.L results /host/tmp/devmig-results" in init
+    assert "mount -t 9p -o trans=virtio,version=9p2000.L results /results" in init
     for target in ("/host/proc", "/host/sys", "/host/dev", "/host/tmp", "/host/run", "/host/var/tmp"):
         assert f" {target} ||" in init, target
     assert "mkdir -p /host/etc/mdevctl.d/scripts.d/callouts /host/etc/mdevctl.d/scripts.d/notifiers" in init
     assert "/usr/bin/env -i PATH=" in init and "PYTHONDONTWRITEBYTECODE=1" in init
     assert 'echo "DEVMIG-GUEST-EXIT=$rc"' in init and "poweroff -f" in init
-    # The tmpfs mounts come before the results mount that lives under /host/tmp.
-    assert init.index("tmpfs /host/tmp ") < init.index("results /host/tmp/devmig-results")
+    # The results export is mounted first (it lists the paths to keep visible), the kept paths are bound aside
+    # before the tmpfs mounts and moved back after them, and the results dir is moved under /host/tmp last.
+    assert init.index("results /results") < init.index('mount -o bind "/host$p"') < init.index("tmpfs /host/tmp ")
+    assert init.index("tmpfs /host/tmp ") < init.index('mount -o move "${f%.path}" "/host$p"')
+    assert init.index('"/host$p"', init.index("tmpfs /host/tmp ")) < init.index(
+        "mount -o move /results /host/tmp/devmig-results"
+    )
     sh = shutil.which("sh")
     assert sh is not None
     subprocess.run([sh, "-n"], input=init, text=True, check=True)
