@@ -20,6 +20,7 @@ from devmig.errors import DevmigError, ExitCode
 #: name -> (module holding `command`, one-line help shown by `devmig --help` without importing the module).
 #: A module is never named after a builtin: once imported it is an attribute of this package and would shadow it.
 COMMANDS: dict[str, tuple[str, str]] = {
+    "lab": ("devmig.cli.lab", "Run the main job on a simulated lab: which hosts can take a running device."),
     "list": ("devmig.cli.listing", "List this host's assignable devices (mdevs, VFIO PCI functions, vfio-ccw)."),
     "types": ("devmig.cli.types", "List the mdev types each parent device can create."),
     "describe": ("devmig.cli.describe", "Print the source descriptor of a device on this host."),

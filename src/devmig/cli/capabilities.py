@@ -5,7 +5,7 @@ from __future__ import annotations
 import click
 
 from devmig.cli.describe import profiles_dir_option
-from devmig.cli.hostopts import print_warnings, sysfs_root_option
+from devmig.cli.hostopts import print_warnings, sysfs_of, sysfs_root_option
 from devmig.cli.options import emit_json, output_options, resolve
 from devmig.cli.render import table
 from devmig.errors import ExitCode
@@ -16,7 +16,9 @@ from devmig.errors import ExitCode
 @sysfs_root_option
 @profiles_dir_option
 @output_options
-def command(type_id: str | None, sysfs_root: str, profiles_dir: str | None, json_output: bool, pretty: bool) -> int:
+def command(
+    type_id: str | None, sysfs_root: str, host: str | None, profiles_dir: str | None, json_output: bool, pretty: bool
+) -> int:
     """Print the destination capabilities (migration_info.json documents) of this host's types.
 
     From the driver's own migration_info.json where it has one, else from a devmig profile, else a conservative
@@ -27,7 +29,7 @@ def command(type_id: str | None, sysfs_root: str, profiles_dir: str | None, json
     from devmig.host.profile import load_profiles
 
     opts = resolve(json_output, pretty)
-    inv = Inventory.scan(sysfs_root)
+    inv = Inventory.scan(sysfs_of(sysfs_root, host))
     caps, problems = Describer(inv, load_profiles(profiles_dir)).capabilities(type_id)
     print_warnings(inv.warnings)
     for problem in problems:

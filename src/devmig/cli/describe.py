@@ -7,7 +7,7 @@ from typing import Any, TypeVar
 
 import click
 
-from devmig.cli.hostopts import print_warnings, sysfs_root_option
+from devmig.cli.hostopts import print_warnings, sysfs_of, sysfs_root_option
 from devmig.cli.options import emit_json, output_options, resolve
 from devmig.errors import ExitCode
 
@@ -30,7 +30,9 @@ def profiles_dir_option(func: F) -> F:
 @sysfs_root_option
 @profiles_dir_option
 @output_options
-def command(device: str, sysfs_root: str, profiles_dir: str | None, json_output: bool, pretty: bool) -> int:
+def command(
+    device: str, sysfs_root: str, host: str | None, profiles_dir: str | None, json_output: bool, pretty: bool
+) -> int:
     """Print the source descriptor of DEVICE (an mdev UUID or a PCI address), ready for `devmig check`.
 
     The output is JSON in every case: it is a document. -p indents it.
@@ -40,7 +42,7 @@ def command(device: str, sysfs_root: str, profiles_dir: str | None, json_output:
     from devmig.host.profile import load_profiles
 
     opts = resolve(json_output, pretty)
-    inv = Inventory.scan(sysfs_root)
+    inv = Inventory.scan(sysfs_of(sysfs_root, host))
     target = inv.device(device)
     descriptor = Describer(inv, load_profiles(profiles_dir)).descriptor(target)
     print_warnings(w for w in inv.warnings if device.lower() in w.object)

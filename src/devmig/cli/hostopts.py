@@ -8,11 +8,22 @@ from typing import Any, TypeVar
 import click
 
 from devmig.host.devices import ScanWarning
+from devmig.host.sysfs import Sysfs
 
 F = TypeVar("F", bound=Callable[..., Any])
 
 
 def sysfs_root_option(func: F) -> F:
+    """--sysfs-root DIR and --host HOST: which host a command reads or changes."""
+    func = click.option(
+        "--host",
+        "host",
+        metavar="HOST",
+        envvar="DEVMIG_HOST",
+        default=None,
+        help="A simulated host: sim:LAB/HOST (LAB a lab file or a shipped lab's name) or sim:HOST (the default "
+        "lab). Also $DEVMIG_HOST. Default: this machine.",
+    )(func)
     return click.option(
         "--sysfs-root",
         metavar="DIR",
@@ -21,6 +32,12 @@ def sysfs_root_option(func: F) -> F:
         show_default=True,
         help="Read the host under DIR (a directory holding sys/) instead of /. Also $DEVMIG_SYSFS_ROOT.",
     )(func)
+
+
+def sysfs_of(sysfs_root: str, host: str | None) -> Sysfs:
+    from devmig.host.hosts import open_host
+
+    return open_host(host, sysfs_root).sysfs
 
 
 def mdevctl_format_option(peer: str) -> Callable[[F], F]:

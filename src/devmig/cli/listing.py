@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from devmig.cli.hostopts import mdevctl_format_option, print_warnings, sysfs_root_option, warnings_json
+from devmig.cli.hostopts import mdevctl_format_option, print_warnings, sysfs_of, sysfs_root_option, warnings_json
 from devmig.cli.options import emit_json, output_options, resolve
 from devmig.cli.render import table
 from devmig.host.devices import MdevDevice, PciFunction, Subchannel
@@ -44,16 +44,16 @@ def _json(device: Device) -> dict[str, object]:
 @mdevctl_format_option("list")
 @sysfs_root_option
 @output_options
-def command(fmt: str, sysfs_root: str, json_output: bool, pretty: bool) -> int:
+def command(fmt: str, sysfs_root: str, host: str | None, json_output: bool, pretty: bool) -> int:
     """List the devices a VM can be given: mdevs, PCI functions bound to vfio-pci or a VFIO variant driver, and
     subchannels bound to vfio_ccw."""
     opts = resolve(json_output, pretty)
     if fmt == "mdevctl":
-        inv = Inventory.scan(sysfs_root, parts=("mdevs",))
+        inv = Inventory.scan(sysfs_of(sysfs_root, host), parts=("mdevs",))
         print_warnings(inv.warnings)
         click.echo(list_dumpjson(inv.root, inv.mdevs), nl=False)
         return 0
-    inv = Inventory.scan(sysfs_root, parts=("mdevs", "pci", "ccw"))
+    inv = Inventory.scan(sysfs_of(sysfs_root, host), parts=("mdevs", "pci", "ccw"))
     print_warnings(inv.warnings)
     devices = inv.assignable()
     if opts.json:

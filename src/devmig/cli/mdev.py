@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from devmig.cli.hostopts import sysfs_root_option
+from devmig.cli.hostopts import sysfs_of, sysfs_root_option
 from devmig.cli.options import emit_json, output_options, resolve
 from devmig.errors import ExitCode
 
@@ -20,14 +20,15 @@ def command() -> None:
 @click.option("-u", "--uuid", metavar="UUID", help="The new device's UUID (a random one by default).")
 @sysfs_root_option
 @output_options
-def create(parent: str, type_id: str, uuid: str | None, sysfs_root: str, json_output: bool, pretty: bool) -> int:
+def create(
+    parent: str, type_id: str, uuid: str | None, sysfs_root: str, host: str | None, json_output: bool, pretty: bool
+) -> int:
     """Create an mdev of TYPE on PARENT and print its UUID. Exit 1 when the host refuses (no free instance, the
     UUID exists), 2 when PARENT or TYPE does not exist."""
     from devmig.host.ops import create_mdev
-    from devmig.host.sysfs import SysfsRoot
 
     opts = resolve(json_output, pretty)
-    device, _ = create_mdev(SysfsRoot(sysfs_root), parent, type_id, uuid)
+    device, _ = create_mdev(sysfs_of(sysfs_root, host), parent, type_id, uuid)
     if opts.json:
         emit_json({"uuid": device, "parent": parent, "type": type_id}, opts)
     else:
@@ -38,11 +39,10 @@ def create(parent: str, type_id: str, uuid: str | None, sysfs_root: str, json_ou
 @command.command(name="remove")
 @click.argument("uuid")
 @sysfs_root_option
-def remove(uuid: str, sysfs_root: str) -> int:
+def remove(uuid: str, sysfs_root: str, host: str | None) -> int:
     """Remove the mdev UUID. Exit 1 when it is in use."""
     from devmig.host.ops import remove_mdev
-    from devmig.host.sysfs import SysfsRoot
 
-    change = remove_mdev(SysfsRoot(sysfs_root), uuid)
+    change = remove_mdev(sysfs_of(sysfs_root, host), uuid)
     click.echo(change.what)
     return ExitCode.OK

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from devmig.cli.hostopts import mdevctl_format_option, print_warnings, sysfs_root_option, warnings_json
+from devmig.cli.hostopts import mdevctl_format_option, print_warnings, sysfs_of, sysfs_root_option, warnings_json
 from devmig.cli.options import emit_json, output_options, resolve
 from devmig.host.inventory import Inventory
 from devmig.host.mdevctl import types_dumpjson
@@ -15,14 +15,14 @@ from devmig.host.mdevctl import types_dumpjson
 @mdevctl_format_option("types")
 @sysfs_root_option
 @output_options
-def command(parent: str | None, fmt: str, sysfs_root: str, json_output: bool, pretty: bool) -> int:
+def command(parent: str | None, fmt: str, sysfs_root: str, host: str | None, json_output: bool, pretty: bool) -> int:
     """List the mdev types each parent device can create, with free instances.
 
     A type that cannot be read completely (no device_api, an available_instances that is not a number) is
     reported as a warning on standard error; the others are listed all the same.
     """
     opts = resolve(json_output, pretty)
-    inv = Inventory.scan(sysfs_root, parts=("mdev_types",))
+    inv = Inventory.scan(sysfs_of(sysfs_root, host), parts=("mdev_types",))
     parents = [p for p in inv.parents if parent is None or p.name == parent]
     print_warnings(inv.warnings)
     if fmt == "mdevctl":

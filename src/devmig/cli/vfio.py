@@ -20,14 +20,13 @@ def command() -> None:
 @click.argument("device")
 @sysfs_root_option
 @output_options
-def info(device: str, sysfs_root: str, json_output: bool, pretty: bool) -> int:
+def info(device: str, sysfs_root: str, host: str | None, json_output: bool, pretty: bool) -> int:
     """Open DEVICE (an mdev UUID or a PCI address bound to a VFIO driver) and print its VFIO flags and its
     migration support (VFIO_MIGRATION_STOP_COPY, P2P, PRE_COPY). Needs root."""
-    from devmig.host.sysfs import SysfsRoot
-    from devmig.migrate.vfio import open_device
+    from devmig.host.hosts import open_host
 
     opts = resolve(json_output, pretty)
-    with open_device(SysfsRoot(sysfs_root), device) as dev:
+    with open_host(host, sysfs_root).vfio(device) as dev:
         described = dev.describe()
     if opts.json:
         emit_json(dataclasses.asdict(described), opts)

@@ -8,7 +8,9 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
+from devmig.model.descriptor import TypeCapability
 from devmig.model.params import ParamSpec, ParamValue
+from devmig.model.verdict import Verdict
 
 
 def write_plan(params: Mapping[str, ParamSpec], source: Mapping[str, ParamValue]) -> dict[str, ParamValue]:
@@ -19,3 +21,16 @@ def write_plan(params: Mapping[str, ParamSpec], source: Mapping[str, ParamValue]
         assert value is not None, f"parameter {name} cannot be switched off: check() should have refused"
         plan[name] = value
     return plan
+
+
+def candidate_rank(verdict: Verdict, capability: TypeCapability) -> tuple[int, int, int, int, int]:
+    """Sort key of destination types for one source, best first: compatible before not, identical first, a type
+    with a free instance first, fewer findings, more free instances (as `devmig plan` will rank them)."""
+    free = capability.available_instances
+    return (
+        0 if verdict.compatible else 1,
+        0 if verdict.level == "identical" else 1,
+        0 if free is None or free > 0 else 1,
+        len(verdict.errors) * 100 + len(verdict.warnings),
+        -(free or 0),
+    )

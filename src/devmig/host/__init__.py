@@ -18,6 +18,7 @@ if TYPE_CHECKING:  # the same names, eagerly, for type checkers
     from devmig.host.devices import Subchannel as Subchannel
     from devmig.host.inventory import Inventory as Inventory
     from devmig.host.sysfs import PathEscapeError as PathEscapeError
+    from devmig.host.sysfs import Sysfs as Sysfs
     from devmig.host.sysfs import SysfsError as SysfsError
     from devmig.host.sysfs import SysfsRoot as SysfsRoot
 
@@ -31,6 +32,7 @@ _WHERE = {
     "Subchannel": "devices",
     "Inventory": "inventory",
     "PathEscapeError": "sysfs",
+    "Sysfs": "sysfs",
     "SysfsError": "sysfs",
     "SysfsRoot": "sysfs",
 }

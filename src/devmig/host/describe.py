@@ -249,6 +249,16 @@ class Describer:
     def function_capability(self, fn: PciFunction) -> TypeCapability:
         facts = self.function_facts(fn)
         what = f"PCI function {fn.address}"
+        rel = f"{fn.path}/migration_info.json"
+        if self.root.exists(rel):
+            # The proposal beyond mdev: a variant driver declaring the interface beside the function.
+            cap = parse_document(TypeCapability, self.root.read_bytes(rel), rel)
+            if cap.type != facts.type or cap.device_api != "vfio-pci":
+                raise SysfsError(
+                    f"{what}: migration_info.json declares {cap.device_api} type {cap.type}, but the "
+                    f"function is vfio-pci type {facts.type}"
+                )
+            return cap.model_copy(update={"available_instances": 1})
         profile = self.profile_for_function(fn)
         if profile is not None:
             model, version, api, _ = self._profile_parts(profile, facts, what)
@@ -311,22 +321,21 @@ class Describer:
         mtype = self._mdev_type(device)
         cap = self.type_capability(mtype)
         if cap.confidence == "declared":
-            return self._declared_descriptor(device, cap)
+            return self._declared_descriptor(f"mdev {device.uuid}", device.path, cap)
         # A profile fixes each parameter by type (its init value); unverified documents have none.
         return _descriptor_of(cap, {n: p.init_value for spec in cap.models.values() for n, p in spec.params.items()})
 
-    def _declared_descriptor(self, device: MdevDevice, cap: TypeCapability) -> DeviceDescriptor:
+    def _declared_descriptor(self, what: str, path: str, cap: TypeCapability) -> DeviceDescriptor:
+        """A device whose driver declares the interface: its `migration/<param>` values, off ones left out."""
         if len(cap.models) != 1:
-            raise SysfsError(
-                f"mdev {device.uuid}: type {cap.type} declares {len(cap.models)} models; expected one per type"
-            )
+            raise SysfsError(f"{what}: type {cap.type} declares {len(cap.models)} models; expected one per type")
         ((_, spec),) = cap.models.items()
         params: dict[str, ParamValue] = {}
         for name, pspec in spec.params.items():
-            rel = f"{device.path}/migration/{name}"
+            rel = f"{path}/migration/{name}"
             text = self.root.read_optional(rel)
             if text is None:
-                raise SysfsError(f"mdev {device.uuid}: {rel} is missing, but the type declares parameter {name}")
+                raise SysfsError(f"{what}: {rel} is missing, but the type declares parameter {name}")
             value = parse_param_text(pspec, text, rel)
             if pspec.off_value is None or value != pspec.off_value:
                 params[name] = value
@@ -338,4 +347,7 @@ class Describer:
                 f"PCI function {fn.address}: bound to {fn.driver or 'no driver'}, not to vfio-pci or a VFIO "
                 "variant driver: it is not assignable"
             )
-        return _descriptor_of(self.function_capability(fn), {})
+        cap = self.function_capability(fn)
+        if cap.confidence == "declared":
+            return self._declared_descriptor(f"PCI function {fn.address}", fn.path, cap)
+        return _descriptor_of(cap, {})

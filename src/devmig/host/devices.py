@@ -64,8 +64,8 @@ class PciFunction:
 
     @property
     def vfio(self) -> bool:
-        """Bound to vfio-pci or a VFIO variant driver: ready to be assigned."""
-        return self.driver in VFIO_PCI_DRIVERS
+        """Bound to vfio-pci or a VFIO variant driver (named *_vfio_pci by kernel convention): assignable."""
+        return self.driver is not None and (self.driver in VFIO_PCI_DRIVERS or self.driver.endswith("_vfio_pci"))
 
     @property
     def migration_driver(self) -> bool:

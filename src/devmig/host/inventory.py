@@ -10,7 +10,7 @@ from typing import Any, Literal
 from devmig.errors import InputError
 from devmig.host.devices import ApMatrix, MdevDevice, MdevParent, MdevType, PciFunction, ScanWarning, Subchannel
 from devmig.host.scan import Scan
-from devmig.host.sysfs import SysfsRoot
+from devmig.host.sysfs import Sysfs, SysfsRoot
 
 Part = Literal["pci", "mdev_types", "mdevs", "ccw", "ap"]
 ALL_PARTS: tuple[Part, ...] = ("pci", "mdev_types", "mdevs", "ccw", "ap")
@@ -20,7 +20,7 @@ Device = MdevDevice | PciFunction | Subchannel
 
 @dataclass
 class Inventory:
-    root: SysfsRoot
+    root: Sysfs
     pci: list[PciFunction] = field(default_factory=list)
     parents: list[MdevParent] = field(default_factory=list)
     mdevs: list[MdevDevice] = field(default_factory=list)
@@ -29,10 +29,10 @@ class Inventory:
     warnings: list[ScanWarning] = field(default_factory=list)
 
     @classmethod
-    def scan(cls, root: str | os.PathLike[str] | SysfsRoot = "/", parts: Iterable[Part] = ALL_PARTS) -> Inventory:
+    def scan(cls, root: str | os.PathLike[str] | Sysfs = "/", parts: Iterable[Part] = ALL_PARTS) -> Inventory:
         """Read the host under `root` (a directory holding sys/, / by default). Never fails on one bad entry:
         such entries become `warnings`."""
-        sysfs = root if isinstance(root, SysfsRoot) else SysfsRoot(root)
+        sysfs = SysfsRoot(root) if isinstance(root, str | os.PathLike) else root
         scan = Scan(sysfs)
         wanted = set(parts)
         inv = cls(root=sysfs)

@@ -18,7 +18,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from devmig.host.devices import MdevDevice, MdevParent
-from devmig.host.sysfs import SysfsError, SysfsRoot
+from devmig.host.sysfs import Sysfs, SysfsError
 
 #: Rust's char::is_whitespace, which mdevctl's trim() uses (Python's strip() also drops \x1c-\x1f).
 _RUST_WHITESPACE = (
@@ -105,7 +105,7 @@ def _load_config(text: str) -> Any:
     return cfg
 
 
-def _config(root: SysfsRoot, parent: str, uuid: str) -> tuple[str | None, str, list[dict[str, Any]]]:
+def _config(root: Sysfs, parent: str, uuid: str) -> tuple[str | None, str, list[dict[str, Any]]]:
     """(mdev_type, start, attrs) from mdevctl's config file for an active device, applied as mdevctl 1.2.0 does:
     field by field, keeping what was applied before an error. A config mdevctl cannot parse is ignored."""
     mdev_type: str | None = None
@@ -134,7 +134,7 @@ def _config(root: SysfsRoot, parent: str, uuid: str) -> tuple[str | None, str, l
     return mdev_type, start, attrs
 
 
-def list_dumpjson(root: SysfsRoot, devices: Iterable[MdevDevice]) -> str:
+def list_dumpjson(root: Sysfs, devices: Iterable[MdevDevice]) -> str:
     import uuid as uuidlib  # only this command needs it
 
     grouped: dict[str, list[tuple[str, dict[str, Any]]]] = {}

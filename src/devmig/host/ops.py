@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from devmig.errors import DevmigError, InputError
 from devmig.host.mdev import MDEV_BUS_CLASS, MDEV_DEVICES
 from devmig.host.pci import PCI_DEVICES
-from devmig.host.sysfs import SysfsError, SysfsRoot
+from devmig.host.sysfs import Sysfs, SysfsError
 
 #: How long to wait for the kernel to show a device or a binding after the write that makes it (sysfs updates are
 #: synchronous for mdev and PCI binding; the wait covers drivers that probe asynchronously).
@@ -60,7 +60,7 @@ _CREATE_ERRORS: dict[int, str] = {
 }
 
 
-def _type_dir(root: SysfsRoot, parent: str, type_id: str) -> str:
+def _type_dir(root: Sysfs, parent: str, type_id: str) -> str:
     parent_path = root.readlink(f"{MDEV_BUS_CLASS}/{parent}") if root.islink(f"{MDEV_BUS_CLASS}/{parent}") else None
     if parent_path is None or not root.isdir(parent_path):
         raise InputError(f"mdev parent {parent}: not found (expected a name listed by `devmig types`)")
@@ -70,7 +70,7 @@ def _type_dir(root: SysfsRoot, parent: str, type_id: str) -> str:
     return type_dir
 
 
-def create_mdev(root: SysfsRoot, parent: str, type_id: str, uuid: str | None = None) -> tuple[str, Change]:
+def create_mdev(root: Sysfs, parent: str, type_id: str, uuid: str | None = None) -> tuple[str, Change]:
     """Create an mdev of `type_id` on `parent` (a new UUID unless given); returns its UUID and the Change."""
     try:
         device = str(uuidlib.UUID(uuid)) if uuid is not None else str(uuidlib.uuid4())
@@ -98,7 +98,7 @@ def create_mdev(root: SysfsRoot, parent: str, type_id: str, uuid: str | None = N
     )
 
 
-def remove_mdev(root: SysfsRoot, uuid: str) -> Change:
+def remove_mdev(root: Sysfs, uuid: str) -> Change:
     """Remove an mdev; the Change recreates it with the same UUID, parent and type."""
     rel = f"{MDEV_DEVICES}/{uuid.lower()}"
     if not root.exists(rel):
@@ -125,16 +125,16 @@ def remove_mdev(root: SysfsRoot, uuid: str) -> Change:
 # -- PCI driver binding ---------------------------------------------------------------------------------------------
 
 
-def _bound_driver(root: SysfsRoot, address: str) -> str | None:
+def _bound_driver(root: Sysfs, address: str) -> str | None:
     return root.link_name(f"{PCI_DEVICES}/{address}/driver")
 
 
-def _override(root: SysfsRoot, address: str) -> str | None:
+def _override(root: Sysfs, address: str) -> str | None:
     text = root.read_optional(f"{PCI_DEVICES}/{address}/driver_override")
     return None if text in (None, "", "(null)") else text
 
 
-def bind_pci(root: SysfsRoot, address: str, driver: str) -> Change:
+def bind_pci(root: Sysfs, address: str, driver: str) -> Change:
     """Bind a PCI function to `driver` (vfio-pci or a variant driver) through driver_override, as libvirt and
     driverctl do; the Change restores the previous driver and override."""
     if not root.exists(f"{PCI_DEVICES}/{address}"):
@@ -159,7 +159,7 @@ def bind_pci(root: SysfsRoot, address: str, driver: str) -> Change:
     )
 
 
-def _apply_binding(root: SysfsRoot, address: str, driver: str | None, override: str | None) -> None:
+def _apply_binding(root: Sysfs, address: str, driver: str | None, override: str | None) -> None:
     """Unbind from any other driver, set driver_override, and let the PCI core probe for `driver` again."""
     current = _bound_driver(root, address)
     if current is not None and current != driver:
@@ -170,7 +170,7 @@ def _apply_binding(root: SysfsRoot, address: str, driver: str | None, override: 
         root.write("sys/bus/pci/drivers_probe", address)
 
 
-def unbind_pci(root: SysfsRoot, address: str) -> Change:
+def unbind_pci(root: Sysfs, address: str) -> Change:
     """Unbind a PCI function from its driver and clear driver_override; the Change binds it back."""
     if not root.exists(f"{PCI_DEVICES}/{address}"):
         raise InputError(f"PCI function {address}: not found (expected an address such as 0000:3b:00.2)")

@@ -7,7 +7,7 @@ from collections.abc import Callable, Iterator
 from typing import TypeVar
 
 from devmig.host.devices import ScanWarning
-from devmig.host.sysfs import SysfsError, SysfsRoot
+from devmig.host.sysfs import Sysfs, SysfsError
 
 T = TypeVar("T")
 
@@ -59,7 +59,7 @@ def parse_override(text: str) -> str | None:
 
 
 class Scan:
-    def __init__(self, root: SysfsRoot) -> None:
+    def __init__(self, root: Sysfs) -> None:
         self.root = root
         self.warnings: list[ScanWarning] = []
 

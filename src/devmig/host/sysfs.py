@@ -13,6 +13,7 @@ from __future__ import annotations
 import errno
 import os
 import posixpath
+from typing import Protocol
 
 from devmig.errors import DevmigError, InputError
 
@@ -41,13 +42,47 @@ class PathEscapeError(SysfsError, InputError):
         super().__init__(message, errno.EXDEV)
 
 
-def _check_name(rel: str) -> None:
+def check_name(rel: str) -> None:
     if "\x00" in rel:
         raise PathEscapeError(f"{rel!r}: a sysfs path may not contain NUL")
     if rel.startswith("/"):
         raise PathEscapeError(f"{rel}: expected a path relative to the sysfs root, found an absolute path")
     if ".." in rel.split("/"):
         raise PathEscapeError(f"{rel}: '..' would leave the sysfs root")
+
+
+def decode_attribute(rel: str, data: bytes) -> str:
+    """An attribute's text without its final newline; NUL bytes and invalid UTF-8 are errors."""
+    if b"\x00" in data:
+        raise SysfsError(f"{rel}: holds a NUL byte: expected one line of text", errno.EINVAL)
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError:
+        raise SysfsError(f"{rel}: not UTF-8 text", errno.EINVAL) from None
+    return text[:-1] if text.endswith("\n") else text
+
+
+class Sysfs(Protocol):
+    """The sysfs seam: what discovery and provisioning need of a host's kernel files. `SysfsRoot` (a real root
+    directory) and `devmig.sim.fs.SimSysfs` (a simulated host) implement it; code above cannot tell them apart.
+    Paths are relative to the root ("sys/bus/pci/devices"); errors are `SysfsError`s keeping the errno."""
+
+    #: what the root is, for messages ("/", a directory, "sim:LAB/HOST")
+    root: str
+
+    def read_bytes(self, rel: str, limit: int = MAX_ATTRIBUTE_BYTES) -> bytes: ...
+    def read(self, rel: str) -> str: ...
+    def read_optional(self, rel: str) -> str | None: ...
+    def read_int(self, rel: str, base: int = 10) -> int: ...
+    def listdir(self, rel: str) -> list[str]: ...
+    def listdir_optional(self, rel: str) -> list[str]: ...
+    def subdirs(self, rel: str) -> list[str]: ...
+    def exists(self, rel: str) -> bool: ...
+    def isdir(self, rel: str) -> bool: ...
+    def islink(self, rel: str) -> bool: ...
+    def readlink(self, rel: str) -> str: ...
+    def link_name(self, rel: str) -> str | None: ...
+    def write(self, rel: str, text: str) -> None: ...
 
 
 class SysfsRoot:
@@ -73,7 +108,7 @@ class SysfsRoot:
 
     def path(self, rel: str) -> str:
         """The host path of `rel`, after refusing names that leave the root."""
-        _check_name(rel)
+        check_name(rel)
         return self._prefix + rel if rel else self.root
 
     def _inside(self, real: str) -> bool:
@@ -133,24 +168,14 @@ class SysfsRoot:
         assert data is not None
         return data
 
-    @staticmethod
-    def _text(rel: str, data: bytes) -> str:
-        if b"\x00" in data:
-            raise SysfsError(f"{rel}: holds a NUL byte: expected one line of text", errno.EINVAL)
-        try:
-            text = data.decode("utf-8")
-        except UnicodeDecodeError:
-            raise SysfsError(f"{rel}: not UTF-8 text", errno.EINVAL) from None
-        return text[:-1] if text.endswith("\n") else text
-
     def read(self, rel: str) -> str:
         """An attribute's text without its final newline; NUL bytes and invalid UTF-8 are errors."""
-        return self._text(rel, self.read_bytes(rel))
+        return decode_attribute(rel, self.read_bytes(rel))
 
     def read_optional(self, rel: str) -> str | None:
         """The attribute, or None when the file does not exist."""
         data = self._read(rel, MAX_ATTRIBUTE_BYTES, missing_ok=True)
-        return None if data is None else self._text(rel, data)
+        return None if data is None else decode_attribute(rel, data)
 
     def read_int(self, rel: str, base: int = 10) -> int:
         text = self.read(rel).strip()

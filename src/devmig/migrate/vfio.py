@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from types import TracebackType
 
 from devmig.errors import DevmigError
-from devmig.host.sysfs import SysfsRoot
+from devmig.host.sysfs import Sysfs, SysfsRoot
 
 VFIO_TYPE = ord(";")
 VFIO_BASE = 100
@@ -196,7 +196,7 @@ class VfioDevice:
         )
 
 
-def open_device(root: SysfsRoot, name: str) -> VfioDevice:
+def open_device(root: Sysfs, name: str) -> VfioDevice:
     """Open an mdev (by UUID) or a PCI function (by address) bound to a VFIO driver."""
     from devmig.host.devices import MdevDevice, PciFunction
     from devmig.host.inventory import Inventory
@@ -215,4 +215,6 @@ def open_device(root: SysfsRoot, name: str) -> VfioDevice:
         raise VfioError(f"device {name}: a subchannel is opened through its mdev")
     if group is None:
         raise VfioError(f"device {name}: it has no IOMMU group (is an IOMMU enabled, and is the device bound?)")
+    if not isinstance(root, SysfsRoot):
+        raise VfioError(f"device {name}: {root.root} is not a real host; open its devices through devmig.host.hosts")
     return VfioDevice(root, key, group)

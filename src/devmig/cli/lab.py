@@ -1,0 +1,121 @@
+"""`devmig lab`: the main job on the built-in simulated lab, told as a story a newcomer can follow."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import click
+
+from devmig.cli.options import emit_json, output_options, resolve
+from devmig.cli.render import assignments, table
+from devmig.errors import ExitCode
+
+if TYPE_CHECKING:
+    from devmig.model import DeviceDescriptor
+    from devmig.sim.tour import HostAnswer
+
+
+def _why(answer: HostAnswer, source: DeviceDescriptor) -> str:
+    """One short reason a person reads first: the first error (and how many more), else what would differ."""
+    if answer.verdict is None:
+        return answer.note or ""
+    verdict, cap = answer.verdict, answer.capability
+    if verdict.errors:
+        more = len(verdict.errors) - 1
+        return verdict.errors[0].message + (f" (+{more} more)" if more else "")
+    reasons = [f.message for f in verdict.warnings]
+    switched_off = [name for name in (verdict.plan or {}) if name not in source.params]
+    if switched_off:
+        reasons.append(f"{', '.join(switched_off)} switched off")
+    if cap is not None and cap.available_instances == 0:
+        reasons.insert(0, "no free instance")
+    return "; ".join(reasons)
+
+
+@click.command(name="lab")
+@click.option(
+    "--lab",
+    "lab_name",
+    metavar="FILE",
+    default="default",
+    show_default=True,
+    help="A lab file (YAML or JSON), or the name of a shipped lab.",
+)
+@click.option("--device", metavar="DEVICE", help="The device to move (default: the first running one).")
+@output_options
+def command(lab_name: str, device: str | None, json_output: bool, pretty: bool) -> int:
+    """Start a simulated lab, pick a running device on its first host, and show which other hosts can take it
+    and why. Exit 0 when some host can, 1 when none can."""
+    from devmig.host.hosts import lab as open_lab
+    from devmig.sim.tour import tour
+
+    opts = resolve(json_output, pretty)
+    lab = open_lab(lab_name)
+    story = tour(lab, device)
+    best = story.best
+    if opts.json:
+        emit_json(
+            {
+                "lab": lab.name,
+                "source": {
+                    "host": story.source_host,
+                    "device": story.device,
+                    "descriptor": story.descriptor.model_dump(mode="json", exclude_none=True),
+                },
+                "hosts": [
+                    {
+                        "host": a.host,
+                        "type": a.capability.type if a.capability else None,
+                        "free": a.capability.available_instances if a.capability else None,
+                        "verdict": a.verdict.model_dump(mode="json") if a.verdict else None,
+                        "note": a.note,
+                    }
+                    for a in story.answers
+                ],
+                "best": best.host if best else None,
+            },
+            opts,
+        )
+        return ExitCode.OK if best else ExitCode.REFUSED
+    d = story.descriptor
+    lines = [
+        f"Lab {lab.name}: {lab.spec.description}",
+        f"  {len(lab.hosts)} simulated hosts: {', '.join(lab.hosts)}",
+        "",
+        f"1. The device: on {story.source_host}, {story.device} is running (a VM is using it).",
+        f"   devmig describes it as {d.type}, model {d.model or '-'}, driver version {d.software_version},",
+        f"   migration parameters {assignments(d.params)}.",
+        "",
+        "2. Which host could take it? devmig checks it against every type each host can create:",
+    ]
+    rows = [("HOST", "TYPE", "VERDICT", "FREE", "WHY")]
+    for a in story.answers:
+        cap = a.capability
+        rows.append(
+            (
+                a.host,
+                cap.type if cap else "-",
+                a.verdict.level if a.verdict else "-",
+                str(cap.available_instances) if cap and cap.available_instances is not None else "-",
+                _why(a, story.descriptor),
+            )
+        )
+    lines += table(rows, indent="   ")
+    lines.append("")
+    if best is None:
+        lines.append("3. No host can take it: each reason is above.")
+    else:
+        assert best.capability is not None and best.verdict is not None
+        lines.append(
+            f"3. Best destination: {best.host} ({best.capability.type}, {best.verdict.level}, "
+            f"{best.capability.available_instances} free)."
+        )
+        if best.verdict.plan:
+            lines.append(f"   Its device would be given {assignments(best.verdict.plan)}.")
+    lines += [
+        "",
+        "Preparing the destination and moving the device state come with the provisioning and migration",
+        "issues; until then devmig lab stops after the verdicts. Try: devmig list --host sim:alpha",
+    ]
+    click.echo("\n".join(lines))
+    return ExitCode.OK if best else ExitCode.REFUSED

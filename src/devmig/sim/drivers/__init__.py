@@ -1,0 +1,1 @@
+"""Reference vendor drivers: the proposed migration interface, from the driver's side."""

@@ -1,0 +1,218 @@
+"""An in-memory sysfs: the simulator's side of the sysfs seam.
+
+`SimSysfs` answers the same calls as `devmig.host.sysfs.SysfsRoot` (reads, writes, listings, links) from a tree of
+nodes, so discovery and provisioning run on it unchanged. Files may be *active*: their text is computed when read
+(`available_instances` follows the devices that exist) and a write calls the driver, which accepts it or raises an
+`OSError` with the errno the kernel would give (EEXIST, EINVAL, ENOSPC, EBUSY...). The errors reach the caller as
+`SysfsError`s, exactly as from the real seam.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import posixpath
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from devmig.host.sysfs import MAX_ATTRIBUTE_BYTES, PathEscapeError, SysfsError, check_name, decode_attribute
+
+Reader = Callable[[], str]
+Writer = Callable[[str], None]
+
+
+@dataclass
+class Dir:
+    children: dict[str, Node] = field(default_factory=dict)
+
+
+@dataclass
+class File:
+    read: Reader | None = None
+    write: Writer | None = None
+
+
+@dataclass
+class Link:
+    target: str  # absolute in the simulated tree, without a leading slash ("sys/devices/...")
+
+
+Node = Dir | File | Link
+
+
+def static(text: str) -> Reader:
+    """A file that reads `text` plus the newline the kernel prints."""
+    return lambda: text + "\n"
+
+
+class SimSysfs:
+    """A simulated host's sysfs (and the few files beside it: proc/sys/kernel/osrelease, etc/mdevctl.d)."""
+
+    def __init__(self, name: str) -> None:
+        self.root = f"sim:{name}"
+        self._top = Dir()
+
+    def __repr__(self) -> str:
+        return f"SimSysfs({self.root!r})"
+
+    # -- building (the simulated kernel's side) -----------------------------------------------------------------
+
+    def mkdir(self, rel: str) -> Dir:
+        node = self._top
+        for part in (p for p in rel.split("/") if p):
+            child = node.children.get(part)
+            if child is None:
+                child = node.children[part] = Dir()
+            if not isinstance(child, Dir):
+                raise ValueError(f"sim: {rel}: {part} is not a directory")
+            node = child
+        return node
+
+    def add_file(self, rel: str, read: Reader | None = None, write: Writer | None = None) -> None:
+        parent, name = posixpath.split(rel)
+        self.mkdir(parent).children[name] = File(read, write)
+
+    def add_link(self, rel: str, target: str) -> None:
+        parent, name = posixpath.split(rel)
+        self.mkdir(parent).children[name] = Link(target)
+
+    def remove(self, rel: str) -> None:
+        parent, name = posixpath.split(rel)
+        node = self._lookup(parent, follow=False)
+        if isinstance(node, Dir):
+            node.children.pop(name, None)
+
+    # -- lookups -------------------------------------------------------------------------------------------------
+
+    def _lookup(self, rel: str, *, follow: bool = True, depth: int = 0) -> Node | None:
+        """The node at `rel`, following links along the way (and at the end when `follow`)."""
+        if depth > 40:
+            raise SysfsError(f"{rel}: too many levels of symbolic links", errno.ELOOP)
+        node: Node = self._top
+        parts = [p for p in rel.split("/") if p]
+        for i, part in enumerate(parts):
+            if not isinstance(node, Dir):
+                return None
+            child = node.children.get(part)
+            if child is None:
+                return None
+            if isinstance(child, Link) and (follow or i < len(parts) - 1):
+                rest = "/".join(parts[i + 1 :])
+                return self._lookup(
+                    posixpath.join(self._target(rel, parts[: i + 1], child), rest), follow=follow, depth=depth + 1
+                )
+            node = child
+        return node
+
+    def _target(self, rel: str, parts: list[str], link: Link) -> str:
+        target = posixpath.normpath(link.target)
+        if target.startswith("..") or target.startswith("/"):
+            raise PathEscapeError(f"{'/'.join(parts)}: link to {link.target} leaves the simulated sysfs")
+        return target
+
+    def _node(self, rel: str) -> Node:
+        check_name(rel)
+        node = self._lookup(rel)
+        if node is None:
+            raise SysfsError(f"{rel}: cannot read: No such file or directory", errno.ENOENT)
+        return node
+
+    # -- the seam ------------------------------------------------------------------------------------------------
+
+    def read_bytes(self, rel: str, limit: int = MAX_ATTRIBUTE_BYTES) -> bytes:
+        node = self._node(rel)
+        if isinstance(node, Dir):
+            raise SysfsError(f"{rel}: cannot read: Is a directory", errno.EISDIR)
+        assert isinstance(node, File)
+        if node.read is None:
+            raise SysfsError(f"{rel}: cannot read: Permission denied", errno.EACCES)  # a write-only attribute
+        data = node.read().encode()
+        if len(data) > limit:
+            raise SysfsError(f"{rel}: larger than {limit} bytes: expected a sysfs attribute", errno.EFBIG)
+        return data
+
+    def read(self, rel: str) -> str:
+        return decode_attribute(rel, self.read_bytes(rel))
+
+    def read_optional(self, rel: str) -> str | None:
+        try:
+            return self.read(rel)
+        except SysfsError as exc:
+            if exc.errno == errno.ENOENT:
+                return None
+            raise
+
+    def read_int(self, rel: str, base: int = 10) -> int:
+        text = self.read(rel).strip()
+        try:
+            return int(text, base)
+        except ValueError:
+            raise SysfsError(f"{rel}: expected an integer, found {text[:40]!r}", errno.EINVAL) from None
+
+    def listdir(self, rel: str) -> list[str]:
+        check_name(rel)
+        node = self._lookup(rel)
+        if node is None:
+            raise SysfsError(f"{rel}: cannot list: No such file or directory", errno.ENOENT)
+        if not isinstance(node, Dir):
+            raise SysfsError(f"{rel}: cannot list: Not a directory", errno.ENOTDIR)
+        return sorted(node.children)
+
+    def listdir_optional(self, rel: str) -> list[str]:
+        try:
+            return self.listdir(rel)
+        except SysfsError as exc:
+            if exc.errno in (errno.ENOENT, errno.ENOTDIR):
+                return []
+            raise
+
+    def subdirs(self, rel: str) -> list[str]:
+        check_name(rel)
+        node = self._lookup(rel)
+        if not isinstance(node, Dir):
+            raise SysfsError(f"{rel}: cannot list: No such file or directory", errno.ENOENT)
+        return sorted(name for name, child in node.children.items() if isinstance(child, Dir))
+
+    def exists(self, rel: str) -> bool:
+        check_name(rel)
+        return self._lookup(rel, follow=False) is not None
+
+    def isdir(self, rel: str) -> bool:
+        check_name(rel)
+        return isinstance(self._lookup(rel), Dir)
+
+    def islink(self, rel: str) -> bool:
+        check_name(rel)
+        return isinstance(self._lookup(rel, follow=False), Link)
+
+    def readlink(self, rel: str) -> str:
+        check_name(rel)
+        node = self._lookup(rel, follow=False)
+        if node is None:
+            raise SysfsError(f"{rel}: cannot read link: No such file or directory", errno.ENOENT)
+        if not isinstance(node, Link):
+            raise SysfsError(f"{rel}: cannot read link: Invalid argument", errno.EINVAL)
+        return self._target(rel, rel.split("/"), node)
+
+    def link_name(self, rel: str) -> str | None:
+        try:
+            return posixpath.basename(self.readlink(rel))
+        except SysfsError as exc:
+            if exc.errno in (errno.ENOENT, errno.EINVAL):
+                return None
+            raise
+
+    def write(self, rel: str, text: str) -> None:
+        node = self._node(rel)
+        if not isinstance(node, File) or node.write is None:
+            raise SysfsError(f"{rel}: cannot open for writing: Permission denied", errno.EACCES)
+        try:
+            node.write(text)
+        except OSError as exc:
+            reason = exc.strerror or os.strerror(exc.errno or errno.EIO)
+            raise SysfsError(f"{rel}: writing {text.strip()!r} failed: {reason}", exc.errno) from None
+
+
+def kernel_error(code: int) -> OSError:
+    """The OSError a simulated attribute raises for the kernel's -`code`."""
+    return OSError(code, os.strerror(code))

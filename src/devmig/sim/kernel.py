@@ -1,0 +1,369 @@
+"""A simulated kernel: the mdev core, the PCI core and the s390 buses, behind an in-memory sysfs.
+
+It keeps the kernel's layout and semantics (drivers/vfio/mdev/mdev_sysfs.c, drivers/pci/pci-sysfs.c,
+Documentation/driver-api/vfio-mediated-device.rst): writing a UUID to a type's `create` makes a device and lowers
+`available_instances`; a duplicate UUID is EEXIST, a malformed one EINVAL, a full parent ENOSPC; `remove` takes the
+device away (EBUSY while it is open); `driver_override` + `drivers_probe` bind a PCI function; `migration/<param>`
+writes are validated by the vendor driver (EINVAL for a value the type does not allow, EBUSY while the device is
+open). Vendor drivers (devmig.sim.drivers) supply the types, the capacity and the devices' VFIO behaviour.
+"""
+
+from __future__ import annotations
+
+import errno
+import uuid as uuidlib
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from functools import partial
+from typing import Protocol
+
+from devmig.model.descriptor import TypeCapability
+from devmig.model.params import ParamValue
+from devmig.sim.fs import SimSysfs, kernel_error, static
+from devmig.sim.vfio import SimVfioDevice
+
+PCI_DEVICES = "sys/bus/pci/devices"
+
+
+def _param_text(value: ParamValue) -> str:
+    if isinstance(value, bool):
+        return "1" if value else "0"
+    return str(value)
+
+
+class MdevDriver(Protocol):
+    """A vendor driver for mdev parents: the types it offers and the devices it makes."""
+
+    name: str
+
+    def types(self) -> dict[str, SimType]: ...
+    def capacity(self, type_id: str, used: list[SimMdev]) -> int: ...
+    def make_device(self, mdev: SimMdev) -> SimVfioDevice: ...
+
+
+@dataclass
+class SimType:
+    id: str
+    name: str
+    device_api: str = "vfio-pci"
+    description: str | None = None
+    #: the driver's migration_info.json (None: the driver does not implement the interface)
+    capability: TypeCapability | None = None
+
+
+@dataclass
+class SimMdev:
+    uuid: str
+    parent: str
+    type_id: str
+    params: dict[str, ParamValue] = field(default_factory=dict)
+    vfio: SimVfioDevice | None = None
+    group: int = 0
+
+
+@dataclass
+class SimPciFunction:
+    address: str
+    vendor: int
+    device: int
+    class_code: int = 0x020000
+    subsystem_vendor: int = 0
+    subsystem_device: int = 0
+    driver: str | None = None
+    override: str | None = None
+    physfn: str | None = None
+    virtfns: list[str] = field(default_factory=list)
+    group: int = 0
+    numa_node: int = -1
+    #: values of the migration parameters, when the bound driver declares them
+    params: dict[str, ParamValue] = field(default_factory=dict)
+
+    @property
+    def path(self) -> str:
+        return f"sys/devices/pci{self.address.rsplit(':', 1)[0]}/{self.address}"
+
+
+@dataclass
+class PciDriver:
+    """A PCI driver: which functions it takes, and what it makes of them."""
+
+    name: str
+    #: "vvvv:dddd" IDs it probes without driver_override (a variant driver binds only through the override)
+    ids: tuple[str, ...] = ()
+    #: a VFIO driver: the device it makes of a bound function (None for a plain host driver)
+    make_device: Callable[[SimPciFunction], SimVfioDevice] | None = None
+    #: declared migration interface for the functions it binds (issue: the proposal, beyond mdev)
+    capability: Callable[[SimPciFunction], TypeCapability | None] | None = None
+
+
+class SimKernel:
+    def __init__(self, host: str, osrelease: str = "6.12.57+deb12-amd64") -> None:
+        self.fs = SimSysfs(host)
+        self.host = host
+        self.parents: dict[str, tuple[str, MdevDriver]] = {}
+        self.mdevs: dict[str, SimMdev] = {}
+        self.pci: dict[str, SimPciFunction] = {}
+        self.pci_drivers: dict[str, PciDriver] = {}
+        self.pci_devices: dict[str, SimVfioDevice] = {}
+        self._next_group = 1
+        self.fs.add_file("proc/sys/kernel/osrelease", static(osrelease))
+        for rel in ("sys/class/mdev_bus", "sys/bus/mdev/devices", PCI_DEVICES, "sys/bus/pci/drivers", "etc/mdevctl.d"):
+            self.fs.mkdir(rel)
+        self.fs.add_file("sys/bus/pci/drivers_probe", write=self._drivers_probe)
+
+    def group(self) -> int:
+        self._next_group += 1
+        return self._next_group - 1
+
+    def add_module(self, name: str, version: str | None = None, srcversion: str | None = None) -> None:
+        self.fs.mkdir(f"sys/module/{name}")
+        if version is not None:
+            self.fs.add_file(f"sys/module/{name}/version", static(version))
+        if srcversion is not None:
+            self.fs.add_file(f"sys/module/{name}/srcversion", static(srcversion))
+
+    # -- PCI -----------------------------------------------------------------------------------------------------
+
+    def add_pci_driver(self, driver: PciDriver) -> None:
+        self.pci_drivers[driver.name] = driver
+        base = f"sys/bus/pci/drivers/{driver.name}"
+        self.fs.mkdir(base)
+        self.fs.add_file(f"{base}/unbind", write=partial(self._unbind, driver.name))
+        self.fs.add_file(f"{base}/bind", write=partial(self._bind, driver.name))
+
+    def add_pci_function(self, fn: SimPciFunction, *, sriov_totalvfs: int | None = None) -> SimPciFunction:
+        self.pci[fn.address] = fn
+        path, fs = fn.path, self.fs
+        for attr, fmt in (
+            ("vendor", "0x{:04x}"),
+            ("device", "0x{:04x}"),
+            ("subsystem_vendor", "0x{:04x}"),
+            ("subsystem_device", "0x{:04x}"),
+        ):
+            fs.add_file(f"{path}/{attr}", static(fmt.format(getattr(fn, attr))))
+        fs.add_file(f"{path}/class", static(f"0x{fn.class_code:06x}"))
+        fs.add_file(f"{path}/revision", static("0x00"))
+        fs.add_file(f"{path}/numa_node", static(str(fn.numa_node)))
+        fs.add_file(
+            f"{path}/driver_override",
+            lambda: f"{fn.override or '(null)'}\n",
+            lambda text: setattr(fn, "override", text.strip() or None),
+        )
+        fs.add_link(f"{path}/subsystem", "sys/bus/pci")
+        fs.add_link(f"{PCI_DEVICES}/{fn.address}", path)
+        if fn.group:
+            fs.add_link(f"{path}/iommu_group", f"sys/kernel/iommu_groups/{fn.group}")
+            fs.mkdir(f"sys/kernel/iommu_groups/{fn.group}/devices")
+        if sriov_totalvfs is not None:
+            fs.add_file(f"{path}/sriov_totalvfs", static(str(sriov_totalvfs)))
+            fs.add_file(f"{path}/sriov_numvfs", lambda: f"{len(fn.virtfns)}\n")
+        if fn.physfn is not None:
+            pf = self.pci[fn.physfn]
+            fs.add_link(f"{path}/physfn", pf.path)
+            fs.add_link(f"{pf.path}/virtfn{len(pf.virtfns)}", path)
+            pf.virtfns.append(fn.address)
+        if fn.driver is not None:
+            driver, fn.driver = fn.driver, None
+            self._attach(fn, driver)
+        return fn
+
+    def _attach(self, fn: SimPciFunction, name: str) -> None:
+        driver = self.pci_drivers.get(name)
+        if driver is None:
+            raise kernel_error(errno.ENODEV)
+        fn.driver = name
+        self.fs.add_link(f"{fn.path}/driver", f"sys/bus/pci/drivers/{name}")
+        self.fs.add_link(f"sys/bus/pci/drivers/{name}/{fn.address}", fn.path)
+        if driver.make_device is not None:
+            self.pci_devices[fn.address] = driver.make_device(fn)
+        capability = driver.capability(fn) if driver.capability is not None else None
+        if capability is not None:
+            self.fs.add_file(f"{fn.path}/migration_info.json", static(capability.model_dump_json(exclude_none=True)))
+            self._param_files(f"{fn.path}/migration", capability, fn.params, fn.address)
+
+    def _unbind(self, driver: str, text: str) -> None:
+        address = text.strip()
+        fn = self.pci.get(address)
+        if fn is None or fn.driver != driver:
+            raise kernel_error(errno.ENODEV)
+        if self.is_open(address):
+            raise kernel_error(errno.EBUSY)  # the kernel waits for the user; failing is the simulator's choice
+        fn.driver = None
+        self.pci_devices.pop(address, None)
+        self.fs.remove(f"{fn.path}/driver")
+        self.fs.remove(f"{fn.path}/migration_info.json")
+        self.fs.remove(f"{fn.path}/migration")
+        self.fs.remove(f"sys/bus/pci/drivers/{driver}/{address}")
+
+    def _bind(self, driver: str, text: str) -> None:
+        fn = self.pci.get(text.strip())
+        if fn is None:
+            raise kernel_error(errno.ENODEV)
+        if fn.driver is not None:
+            raise kernel_error(errno.EBUSY)
+        self._attach(fn, driver)
+
+    def _drivers_probe(self, text: str) -> None:
+        fn = self.pci.get(text.strip())
+        if fn is None:
+            raise kernel_error(errno.EINVAL)
+        if fn.driver is not None:
+            return
+        pci_id = f"{fn.vendor:04x}:{fn.device:04x}"
+        for driver in self.pci_drivers.values():
+            if (fn.override == driver.name) or (fn.override is None and pci_id in driver.ids):
+                self._attach(fn, driver.name)
+                return
+
+    # -- mdev ----------------------------------------------------------------------------------------------------
+
+    def add_mdev_parent(self, name: str, path: str, driver: MdevDriver, subsystem: str = "sys/bus/pci") -> None:
+        self.parents[name] = (path, driver)
+        fs = self.fs
+        fs.add_link(f"sys/class/mdev_bus/{name}", path)
+        if not fs.exists(f"{path}/subsystem"):
+            fs.add_link(f"{path}/subsystem", subsystem)
+        for type_id, stype in driver.types().items():
+            tdir = f"{path}/mdev_supported_types/{type_id}"
+            fs.mkdir(f"{tdir}/devices")
+            fs.add_file(f"{tdir}/name", static(stype.name))
+            fs.add_file(f"{tdir}/device_api", static(stype.device_api))
+            if stype.description is not None:
+                fs.add_file(f"{tdir}/description", static(stype.description))
+            fs.add_file(f"{tdir}/available_instances", partial(self._available_text, name, type_id))
+            fs.add_file(f"{tdir}/create", write=partial(self._create, name, type_id))
+            if stype.capability is not None:
+                doc = stype.capability.model_dump_json(exclude_none=True, exclude={"available_instances"})
+                fs.add_file(f"{tdir}/migration_info.json", static(doc))
+
+    def _available_text(self, parent: str, type_id: str) -> str:
+        return f"{self.available(parent, type_id)}\n"
+
+    def available(self, parent: str, type_id: str) -> int:
+        _, driver = self.parents[parent]
+        return driver.capacity(type_id, [m for m in self.mdevs.values() if m.parent == parent])
+
+    def _create(self, parent: str, type_id: str, text: str) -> None:
+        raw = text.strip()
+        if len(text.rstrip("\n")) != 36:
+            raise kernel_error(errno.EINVAL)  # mdev_sysfs.c: 36 characters, a trailing newline allowed
+        try:
+            uuid = str(uuidlib.UUID(raw))
+        except ValueError:
+            raise kernel_error(errno.EINVAL) from None
+        if uuid in self.mdevs:
+            raise kernel_error(errno.EEXIST)
+        if self.available(parent, type_id) <= 0:
+            raise kernel_error(errno.ENOSPC)
+        self.create_mdev(parent, type_id, uuid)
+
+    def create_mdev(self, parent: str, type_id: str, uuid: str, params: dict[str, ParamValue] | None = None) -> SimMdev:
+        path, driver = self.parents[parent]
+        stype = driver.types()[type_id]
+        mdev = SimMdev(uuid=uuid, parent=parent, type_id=type_id, group=self.group())
+        mdev.params.update(params or {})
+        self.mdevs[uuid] = mdev
+        if stype.capability is not None:
+            (spec,) = stype.capability.models.values()
+            for name, pspec in spec.params.items():
+                mdev.params.setdefault(name, pspec.init_value)
+        mdev.vfio = driver.make_device(mdev)
+        fs, dev = self.fs, f"{path}/{uuid}"
+        tdir = f"{path}/mdev_supported_types/{type_id}"
+        fs.mkdir(dev)
+        fs.add_link(f"{dev}/mdev_type", tdir)
+        fs.add_link(f"{dev}/subsystem", "sys/bus/mdev")
+        fs.add_link(f"{dev}/driver", f"sys/bus/mdev/drivers/{driver.name}")
+        fs.mkdir(f"sys/bus/mdev/drivers/{driver.name}")
+        fs.add_link(f"{dev}/iommu_group", f"sys/kernel/iommu_groups/{mdev.group}")
+        fs.mkdir(f"sys/kernel/iommu_groups/{mdev.group}/devices")
+        fs.add_file(f"{dev}/remove", write=partial(self._remove, uuid))
+        fs.add_link(f"{tdir}/devices/{uuid}", dev)
+        fs.add_link(f"sys/bus/mdev/devices/{uuid}", dev)
+        if stype.capability is not None:
+            self._param_files(f"{dev}/migration", stype.capability, mdev.params, uuid)
+        return mdev
+
+    def _param_files(self, directory: str, capability: TypeCapability, values: dict[str, ParamValue], key: str) -> None:
+        """migration/<param>: one value per file, starting at init_value, validated on write, frozen while open."""
+        (spec,) = capability.models.values()
+        for name, pspec in spec.params.items():
+            values.setdefault(name, pspec.init_value)
+
+            def write(text: str, name: str = name) -> None:
+                from devmig.host.describe import parse_param_text
+                from devmig.host.sysfs import SysfsError
+
+                if self.is_open(key):
+                    raise kernel_error(errno.EBUSY)  # parameters are frozen once the device is open (RFC v3)
+                try:
+                    value = parse_param_text(spec.params[name], text, name)
+                except SysfsError:
+                    raise kernel_error(errno.EINVAL) from None
+                if not spec.params[name].allows(value):
+                    raise kernel_error(errno.EINVAL)
+                values[name] = value
+
+            def read(name: str = name) -> str:
+                return f"{_param_text(values[name])}\n"
+
+            self.fs.add_file(f"{directory}/{name}", read, write)
+
+    def _remove(self, uuid: str, text: str) -> None:
+        try:
+            flag = int(text.strip())
+        except ValueError:
+            raise kernel_error(errno.EINVAL) from None
+        if not flag:
+            return
+        if self.is_open(uuid):
+            raise kernel_error(errno.EBUSY)
+        self.remove_mdev(uuid)
+
+    def remove_mdev(self, uuid: str) -> None:
+        mdev = self.mdevs.pop(uuid)
+        path, _ = self.parents[mdev.parent]
+        self.fs.remove(f"{path}/{uuid}")
+        self.fs.remove(f"{path}/mdev_supported_types/{mdev.type_id}/devices/{uuid}")
+        self.fs.remove(f"sys/bus/mdev/devices/{uuid}")
+
+    # -- s390 ----------------------------------------------------------------------------------------------------
+
+    def add_subchannel(self, busid: str, subchannel_type: int, driver: str | None = None) -> str:
+        path = f"sys/devices/css0/{busid}"
+        self.fs.add_file(f"{path}/type", static(f"{subchannel_type:x}"))
+        self.fs.add_file(f"{path}/driver_override", static("(null)"))
+        self.fs.add_file(f"{path}/dev_busid", static("none"))
+        self.fs.add_file(f"{path}/chpids", static("11 00 00 00 00 00 00 00 "))
+        self.fs.add_link(f"{path}/subsystem", "sys/bus/css")
+        self.fs.add_link(f"sys/bus/css/devices/{busid}", path)
+        if driver is not None:
+            self.fs.mkdir(f"sys/bus/css/drivers/{driver}")
+            self.fs.add_link(f"{path}/driver", f"sys/bus/css/drivers/{driver}")
+        return path
+
+    def add_ap_matrix(self) -> str:
+        path = "sys/devices/vfio_ap/matrix"
+        self.fs.mkdir(path)
+        self.fs.add_link(f"{path}/subsystem", "sys/class/vfio_ap")
+        self.fs.add_file("sys/bus/ap/apmask", static("0x" + "f" * 4 + "0" * 60))
+        self.fs.add_file("sys/bus/ap/aqmask", static("0x" + "f" * 4 + "0" * 60))
+        return path
+
+    # -- VFIO ----------------------------------------------------------------------------------------------------
+
+    def is_open(self, name: str) -> bool:
+        """Open by a user (a VM): removal and parameter writes are refused (EBUSY)."""
+        mdev = self.mdevs.get(name)
+        device = mdev.vfio if mdev is not None else self.pci_devices.get(name)
+        return device is not None and device.open_count > 0
+
+    def vfio_device(self, name: str) -> SimVfioDevice:
+        """The VFIO device of an mdev (by UUID) or a bound PCI function (by address)."""
+        mdev = self.mdevs.get(name)
+        if mdev is not None and mdev.vfio is not None:
+            return mdev.vfio
+        device = self.pci_devices.get(name)
+        if device is None:
+            raise kernel_error(errno.ENODEV)
+        return device

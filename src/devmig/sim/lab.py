@@ -1,0 +1,187 @@
+"""Labs: simulated hosts described in a file (YAML or JSON), built into simulated kernels.
+
+A lab names its hosts and, for each, the kernel release, the devices and driver releases it has, how much free
+capacity, and which devices are running (open by a VM whose guest keeps changing their state). The format is
+documented in docs/simulator.md; `devmig.sim.labs/default.yaml` is the lab `devmig lab` starts.
+"""
+
+from __future__ import annotations
+
+import json
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from devmig.errors import InputError
+from devmig.model.load import validate_document
+from devmig.model.params import ParamValue
+from devmig.sim.drivers import gpu as gpu_driver
+from devmig.sim.drivers.nic import SimNic
+from devmig.sim.drivers.s390 import vfio_ap, vfio_ccw
+from devmig.sim.kernel import SimKernel, SimPciFunction
+from devmig.sim.vdpa import SimVdpa
+
+DEFAULT_LAB = "default"
+
+
+class MdevSpec(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    uuid: str
+    type: str
+    params: dict[str, ParamValue] = Field(default_factory=dict)
+    running: bool = Field(default=True, description="open by a VM: its state changes, its parameters are frozen")
+
+
+class GpuSpec(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    address: str = Field(pattern=r"^[0-9a-f]{4}:[0-9a-f]{2}:[0-9a-f]{2}\.[0-7]$")
+    release: str = "1.2.0"
+    memory_mb: int = Field(default=8192, ge=0, description="the framebuffer pool the GPU's vGPUs share")
+    devices: list[MdevSpec] = Field(default_factory=list)
+
+
+class NicSpec(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    address: str = Field(pattern=r"^[0-9a-f]{4}:[0-9a-f]{2}:[0-9a-f]{2}\.0$", description="the physical function")
+    release: str = "1.0.0"
+    vfs: int = Field(default=4, ge=0, le=6)
+    bound: list[str] = Field(default_factory=list, description="VFs bound to the variant driver")
+    running: list[str] = Field(default_factory=list, description="bound VFs open by a VM")
+
+
+class HostSpec(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+    description: str = ""
+    kernel: str = "6.12.57+deb12-amd64"
+    gpus: list[GpuSpec] = Field(default_factory=list)
+    nics: list[NicSpec] = Field(default_factory=list)
+    ccw: list[str] = Field(default_factory=list, description="subchannel bus ids bound to vfio_ccw")
+    ap: bool = Field(default=False, description="a vfio_ap matrix device")
+    vdpa: bool = Field(default=False, description="vdpa_sim's management devices vdpasim_net and vdpasim_blk")
+
+
+class LabSpec(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: str
+    description: str = ""
+    hosts: list[HostSpec] = Field(min_length=1)
+
+
+class SimHost:
+    """One simulated host: its kernel, and the devices its VMs are running."""
+
+    def __init__(self, lab: str, spec: HostSpec) -> None:
+        self.spec = spec
+        self.name = spec.name
+        self.kernel = SimKernel(f"{lab}/{spec.name}", osrelease=spec.kernel)
+        self.running: list[str] = []
+        self.vdpa = SimVdpa() if spec.vdpa else None
+        for gpu in spec.gpus:
+            self._add_gpu(gpu)
+        for nic in spec.nics:
+            self._add_nic(nic)
+        for busid in spec.ccw:
+            path = self.kernel.add_subchannel(busid, 0, driver="vfio_ccw")
+            self.kernel.add_mdev_parent(busid, path, vfio_ccw(), subsystem="sys/bus/css")
+        if spec.ap:
+            self.kernel.add_mdev_parent("matrix", self.kernel.add_ap_matrix(), vfio_ap(), subsystem="sys/class/vfio_ap")
+
+    def _add_gpu(self, gpu: GpuSpec) -> None:
+        try:
+            driver = gpu_driver.SimGpuDriver(release=gpu.release, memory_mb=gpu.memory_mb)
+        except ValueError as exc:
+            raise InputError(f"lab host {self.name}: GPU {gpu.address}: {exc}") from None
+        kernel = self.kernel
+        if "simgpu" not in kernel.pci_drivers:
+            from devmig.sim.kernel import PciDriver
+
+            kernel.add_pci_driver(PciDriver("simgpu"))
+            kernel.add_module("simgpu", version=gpu.release)
+        vendor, device = (int(x, 16) for x in gpu_driver.PCI_ID.split(":"))
+        fn = kernel.add_pci_function(
+            SimPciFunction(gpu.address, vendor, device, class_code=0x030000, driver="simgpu", group=kernel.group())
+        )
+        kernel.add_mdev_parent(gpu.address, fn.path, driver)
+        for dev in gpu.devices:
+            if dev.type not in driver.types():
+                raise InputError(f"lab host {self.name}: device {dev.uuid}: simgpu has no type {dev.type}")
+            if driver.capacity(dev.type, [m for m in kernel.mdevs.values() if m.parent == gpu.address]) <= 0:
+                raise InputError(f"lab host {self.name}: device {dev.uuid}: GPU {gpu.address} is full")
+            kernel.create_mdev(gpu.address, dev.type, dev.uuid, dict(dev.params))
+            if dev.running:
+                self.start(dev.uuid)
+
+    def _add_nic(self, nic: NicSpec) -> None:
+        try:
+            driver = SimNic(release=nic.release)
+        except ValueError as exc:
+            raise InputError(f"lab host {self.name}: NIC {nic.address}: {exc}") from None
+        driver.install(self.kernel, nic.address, nic.vfs, nic.bound)
+        for address in nic.running:
+            if address not in nic.bound:
+                raise InputError(f"lab host {self.name}: VF {address} runs but is not bound to the variant driver")
+            self.start(address)
+
+    def start(self, device: str) -> None:
+        """A VM opens the device and runs: its guest changes the state from now on."""
+        self.kernel.vfio_device(device).open()
+        self.running.append(device)
+
+
+class Lab:
+    def __init__(self, spec: LabSpec, origin: str) -> None:
+        self.spec, self.origin, self.name = spec, origin, spec.name
+        self.hosts = {h.name: SimHost(spec.name, h) for h in spec.hosts}
+        if len(self.hosts) != len(spec.hosts):
+            raise InputError(f"{origin}: two hosts have the same name")
+
+    def host(self, name: str) -> SimHost:
+        try:
+            return self.hosts[name]
+        except KeyError:
+            raise InputError(f"lab {self.name}: no host {name} (hosts: {', '.join(self.hosts)})") from None
+
+
+def _parse(text: str, origin: str) -> Any:
+    if origin.endswith(".json"):
+        from devmig.model.load import parse_json
+
+        return parse_json(text, origin)
+    import yaml
+
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1} column {mark.column + 1}" if mark is not None else ""
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise InputError(f"{origin}: not valid YAML{where}: {problem}") from None
+
+
+def load_lab(name_or_path: str = DEFAULT_LAB) -> Lab:
+    """A shipped lab by name ("default") or a lab file (.yaml, .yml or .json)."""
+    shipped = resources.files("devmig.sim.labs") / f"{name_or_path}.yaml"
+    if "/" not in name_or_path and not name_or_path.endswith((".yaml", ".yml", ".json")) and shipped.is_file():
+        text, origin = shipped.read_text(encoding="utf-8"), f"lab {name_or_path}"
+    else:
+        path = Path(name_or_path)
+        try:
+            text, origin = path.read_text(encoding="utf-8"), str(path)
+        except (OSError, UnicodeDecodeError) as exc:
+            raise InputError(
+                f"lab {name_or_path}: cannot read: {getattr(exc, 'strerror', None) or exc} "
+                f"(expected a lab file or the name of a shipped lab: {DEFAULT_LAB})"
+            ) from None
+    return Lab(validate_document(LabSpec, _parse(text, origin), origin), origin)
+
+
+def lab_schema() -> str:
+    return json.dumps(LabSpec.model_json_schema(), indent=2) + "\n"
