@@ -4,8 +4,9 @@ from pathlib import Path
 
 import pytest
 
+from devmig.host.sysfs import Sysfs, SysfsRoot
 from devmig.testing.sysfs_tree import SysfsTree
-from tests.labs import build_lab
+from tests.labs import build_lab, build_sim_lab
 
 
 @pytest.fixture
@@ -16,3 +17,11 @@ def tree(tmp_path: Path) -> SysfsTree:
 @pytest.fixture
 def lab(tree: SysfsTree) -> SysfsTree:
     return build_lab(tree)
+
+
+@pytest.fixture(params=["tree", "sim"])
+def lab_host(request: pytest.FixtureRequest, tree: SysfsTree) -> Sysfs:
+    """The lab host on both seams: a kernel-layout tree read by SysfsRoot, and the simulated kernel."""
+    if request.param == "tree":
+        return SysfsRoot(build_lab(tree).root)
+    return build_sim_lab()

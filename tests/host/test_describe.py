@@ -9,7 +9,7 @@ import pytest
 
 from devmig.compat import check
 from devmig.errors import InputError
-from devmig.host import Inventory, SysfsError
+from devmig.host import Inventory, Sysfs, SysfsError
 from devmig.host.describe import Describer, version_from_text
 from devmig.host.profile import load_profiles, parse_profiles, shipped_profiles
 from devmig.model import SoftwareVersion
@@ -52,9 +52,9 @@ def test_shipped_profiles_load_and_cover_the_named_drivers() -> None:
     } <= ids
 
 
-def test_mtty_profile_matches_the_kernels_verdict(lab: SysfsTree) -> None:
+def test_mtty_profile_matches_the_kernels_verdict(lab_host: Sysfs, tmp_path: Path) -> None:
     """mtty refuses to resume an mtty-2 stream into an mtty-1 device (nr_ports differs): the check agrees."""
-    d = describer(lab)
+    d = Describer(Inventory.scan(lab_host), load_profiles(tmp_path / "no-profiles"))
     inv = d.inv
     source = d.descriptor(inv.device(MTTY_UUID))
     assert source.model_dump(exclude_none=True, mode="json") == {

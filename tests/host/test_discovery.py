@@ -9,13 +9,13 @@ from pathlib import Path
 import pytest
 
 from devmig.errors import InputError
-from devmig.host import Inventory, MdevDevice, PciFunction
+from devmig.host import Inventory, MdevDevice, PciFunction, Sysfs
 from devmig.testing.sysfs_tree import SysfsTree
 from tests.labs import GPU, MTTY, MTTY_UUID
 
 
-def test_pci_functions_and_sriov(lab: SysfsTree) -> None:
-    inv = Inventory.scan(lab.root)
+def test_pci_functions_and_sriov(lab_host: Sysfs) -> None:
+    inv = Inventory.scan(lab_host)
     by_addr = {f.address: f for f in inv.pci}
     pf, vf = by_addr["0000:3b:00.0"], by_addr["0000:3b:00.2"]
     assert (pf.sriov_totalvfs, pf.sriov_numvfs, pf.virtfns) == (8, 2, ["0000:3b:00.2", "0000:3b:00.3"])
@@ -35,14 +35,14 @@ def test_pci_functions_and_sriov(lab: SysfsTree) -> None:
     assert inv.warnings == []
 
 
-def test_mdev_parents_types_and_instances(lab: SysfsTree) -> None:
-    inv = Inventory.scan(lab.root)
+def test_mdev_parents_types_and_instances(lab_host: Sysfs) -> None:
+    inv = Inventory.scan(lab_host)
     parents = {p.name: p for p in inv.parents}
     assert list(parents) == ["0000:00:02.0", "mtty"]
     mtty = parents["mtty"]
     assert (mtty.path, mtty.subsystem, mtty.driver) == (MTTY, "mtty", None)
     assert [(t.id, t.name, t.device_api, t.available_instances, t.devices) for t in mtty.types] == [
-        ("mtty-1", "Single port serial", "vfio-pci", 24, []),
+        ("mtty-1", "Single port serial", "vfio-pci", 22, []),
         ("mtty-2", "Dual port serial", "vfio-pci", 11, [MTTY_UUID]),
     ]
     gvt = parents["0000:00:02.0"].types[0]
@@ -59,8 +59,8 @@ def test_mdev_parents_types_and_instances(lab: SysfsTree) -> None:
     assert inv.find_type("mtty-2")[0].parent == "mtty"
 
 
-def test_device_lookup(lab: SysfsTree) -> None:
-    inv = Inventory.scan(lab.root)
+def test_device_lookup(lab_host: Sysfs) -> None:
+    inv = Inventory.scan(lab_host)
     assert isinstance(inv.device(MTTY_UUID.upper()), MdevDevice)
     fn = inv.device("3b:00.2")
     assert isinstance(fn, PciFunction) and fn.address == "0000:3b:00.2"

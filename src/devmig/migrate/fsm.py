@@ -113,10 +113,9 @@ def next_step(cur: int, target: int, migration_flags: int) -> MigState:
     if not supported(here, migration_flags):
         raise _refuse(here, there, f"the current state is not supported by migration flags {migration_flags:#x}")
     if not supported(there, migration_flags):
-        why = (
-            "ERROR cannot be requested" if there is ERROR else f"not supported by migration flags {migration_flags:#x}"
-        )
-        raise _refuse(here, there, f"the target state is {why}")
+        if there is ERROR:
+            raise _refuse(here, there, "ERROR cannot be requested")
+        raise _refuse(here, there, f"the target state is not supported by migration flags {migration_flags:#x}")
     step = NEXT[here][there]
     while step is not ERROR and not supported(step, migration_flags):
         step = NEXT[step][there]

@@ -257,10 +257,12 @@ class SimKernel:
             raise kernel_error(errno.ENOSPC)
         self.create_mdev(parent, type_id, uuid)
 
-    def create_mdev(self, parent: str, type_id: str, uuid: str, params: dict[str, ParamValue] | None = None) -> SimMdev:
+    def create_mdev(
+        self, parent: str, type_id: str, uuid: str, params: dict[str, ParamValue] | None = None, group: int = 0
+    ) -> SimMdev:
         path, driver = self.parents[parent]
         stype = driver.types()[type_id]
-        mdev = SimMdev(uuid=uuid, parent=parent, type_id=type_id, group=self.group())
+        mdev = SimMdev(uuid=uuid, parent=parent, type_id=type_id, group=group or self.group())
         mdev.params.update(params or {})
         self.mdevs[uuid] = mdev
         if stype.capability is not None:

@@ -19,9 +19,14 @@ class FixedTypeDriver:
     type_name: str
     device_api: str
     instances: int = 1
+    description: str | None = None
 
     def types(self) -> dict[str, SimType]:
-        return {self.type_id: SimType(id=self.type_id, name=self.type_name, device_api=self.device_api)}
+        return {
+            self.type_id: SimType(
+                id=self.type_id, name=self.type_name, device_api=self.device_api, description=self.description
+            )
+        }
 
     def capacity(self, type_id: str, used: list[SimMdev]) -> int:
         return max(0, self.instances - len(used))
