@@ -85,7 +85,59 @@ class Sysfs(Protocol):
     def write(self, rel: str, text: str) -> None: ...
 
 
-class SysfsRoot:
+class SysfsBase:
+    """What every seam derives from its primitives (read_bytes, listdir, readlink); an implementation may give
+    faster versions of its own."""
+
+    def read_bytes(self, rel: str, limit: int = MAX_ATTRIBUTE_BYTES) -> bytes:
+        raise NotImplementedError
+
+    def listdir(self, rel: str) -> list[str]:
+        raise NotImplementedError
+
+    def readlink(self, rel: str) -> str:
+        raise NotImplementedError
+
+    def read(self, rel: str) -> str:
+        """An attribute's text without its final newline; NUL bytes and invalid UTF-8 are errors."""
+        return decode_attribute(rel, self.read_bytes(rel))
+
+    def read_optional(self, rel: str) -> str | None:
+        """The attribute, or None when the file does not exist."""
+        try:
+            return self.read(rel)
+        except SysfsError as exc:
+            if exc.errno == errno.ENOENT:
+                return None
+            raise
+
+    def read_int(self, rel: str, base: int = 10) -> int:
+        text = self.read(rel).strip()
+        try:
+            return int(text, base)
+        except ValueError:
+            kind = "a decimal" if base == 10 else "a hexadecimal" if base == 16 else "an"
+            raise SysfsError(f"{rel}: expected {kind} integer, found {text[:40]!r}", errno.EINVAL) from None
+
+    def listdir_optional(self, rel: str) -> list[str]:
+        try:
+            return self.listdir(rel)
+        except SysfsError as exc:
+            if exc.errno in (errno.ENOENT, errno.ENOTDIR):
+                return []
+            raise
+
+    def link_name(self, rel: str) -> str | None:
+        """The last component of a link's target (a driver's or a group's name), or None when absent."""
+        try:
+            return posixpath.basename(self.readlink(rel))
+        except SysfsError as exc:
+            if exc.errno in (errno.ENOENT, errno.EINVAL):
+                return None
+            raise
+
+
+class SysfsRoot(SysfsBase):
     """A filesystem root holding `sys/` (and `proc/sys/kernel/osrelease`, `etc/mdevctl.d`, ...)."""
 
     def __init__(self, root: str | os.PathLike[str] = "/") -> None:
@@ -168,22 +220,10 @@ class SysfsRoot:
         assert data is not None
         return data
 
-    def read(self, rel: str) -> str:
-        """An attribute's text without its final newline; NUL bytes and invalid UTF-8 are errors."""
-        return decode_attribute(rel, self.read_bytes(rel))
-
     def read_optional(self, rel: str) -> str | None:
         """The attribute, or None when the file does not exist."""
         data = self._read(rel, MAX_ATTRIBUTE_BYTES, missing_ok=True)
         return None if data is None else decode_attribute(rel, data)
-
-    def read_int(self, rel: str, base: int = 10) -> int:
-        text = self.read(rel).strip()
-        try:
-            return int(text, base)
-        except ValueError:
-            kind = "a decimal" if base == 10 else "a hexadecimal" if base == 16 else "an"
-            raise SysfsError(f"{rel}: expected {kind} integer, found {text[:40]!r}", errno.EINVAL) from None
 
     def listdir(self, rel: str) -> list[str]:
         host = self.path(rel)
@@ -198,14 +238,6 @@ class SysfsRoot:
                 os.close(fd)
         except OSError as exc:
             raise SysfsError(f"{rel}: cannot list: {exc.strerror}", exc.errno) from None
-
-    def listdir_optional(self, rel: str) -> list[str]:
-        try:
-            return self.listdir(rel)
-        except SysfsError as exc:
-            if exc.errno in (errno.ENOENT, errno.ENOTDIR):
-                return []
-            raise
 
     def subdirs(self, rel: str) -> list[str]:
         """Names of the real directories in `rel`, sorted; symlinks and files are left out."""

@@ -15,7 +15,7 @@ import posixpath
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from devmig.host.sysfs import MAX_ATTRIBUTE_BYTES, PathEscapeError, SysfsError, check_name, decode_attribute
+from devmig.host.sysfs import MAX_ATTRIBUTE_BYTES, PathEscapeError, SysfsBase, SysfsError, check_name
 
 Reader = Callable[[], str]
 Writer = Callable[[str], None]
@@ -45,7 +45,7 @@ def static(text: str) -> Reader:
     return lambda: text + "\n"
 
 
-class SimSysfs:
+class SimSysfs(SysfsBase):
     """A simulated host's sysfs (and the few files beside it: proc/sys/kernel/osrelease, etc/mdevctl.d)."""
 
     def __init__(self, name: str) -> None:
@@ -131,24 +131,6 @@ class SimSysfs:
             raise SysfsError(f"{rel}: larger than {limit} bytes: expected a sysfs attribute", errno.EFBIG)
         return data
 
-    def read(self, rel: str) -> str:
-        return decode_attribute(rel, self.read_bytes(rel))
-
-    def read_optional(self, rel: str) -> str | None:
-        try:
-            return self.read(rel)
-        except SysfsError as exc:
-            if exc.errno == errno.ENOENT:
-                return None
-            raise
-
-    def read_int(self, rel: str, base: int = 10) -> int:
-        text = self.read(rel).strip()
-        try:
-            return int(text, base)
-        except ValueError:
-            raise SysfsError(f"{rel}: expected an integer, found {text[:40]!r}", errno.EINVAL) from None
-
     def listdir(self, rel: str) -> list[str]:
         check_name(rel)
         node = self._lookup(rel)
@@ -157,14 +139,6 @@ class SimSysfs:
         if not isinstance(node, Dir):
             raise SysfsError(f"{rel}: cannot list: Not a directory", errno.ENOTDIR)
         return sorted(node.children)
-
-    def listdir_optional(self, rel: str) -> list[str]:
-        try:
-            return self.listdir(rel)
-        except SysfsError as exc:
-            if exc.errno in (errno.ENOENT, errno.ENOTDIR):
-                return []
-            raise
 
     def subdirs(self, rel: str) -> list[str]:
         check_name(rel)
@@ -193,14 +167,6 @@ class SimSysfs:
         if not isinstance(node, Link):
             raise SysfsError(f"{rel}: cannot read link: Invalid argument", errno.EINVAL)
         return self._target(rel, rel.split("/"), node)
-
-    def link_name(self, rel: str) -> str | None:
-        try:
-            return posixpath.basename(self.readlink(rel))
-        except SysfsError as exc:
-            if exc.errno in (errno.ENOENT, errno.EINVAL):
-                return None
-            raise
 
     def write(self, rel: str, text: str) -> None:
         node = self._node(rel)
