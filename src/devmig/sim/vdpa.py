@@ -18,6 +18,10 @@ bus registration (a duplicate name -> EEXIST). State lives in memory; nothing de
 Beyond the family, a test or a lab can play the guest driver: `negotiate` completes feature negotiation
 (FEATURES_OK, which config's negotiated_features and vstats need), `reset` undoes it, `count` adds to a queue's
 vendor statistics.
+
+Not yet checked against a real kernel (the vdpa issue's netlink client must compare them with vdpa_sim): an MTU
+below 68 -> ERANGE "integer out of range" from the netlink core, vdpa_sim reporting min_vq_size 1, vstats listing
+max_vqp only when MQ or RSS was negotiated, and `pci_net`'s mlx5-like limits.
 """
 
 from __future__ import annotations
