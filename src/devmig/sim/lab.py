@@ -20,7 +20,7 @@ from devmig.model.params import ParamValue
 from devmig.sim.drivers import gpu as gpu_driver
 from devmig.sim.drivers.nic import SimNic
 from devmig.sim.drivers.s390 import vfio_ap, vfio_ccw
-from devmig.sim.kernel import SimKernel, SimPciFunction
+from devmig.sim.kernel import SimKernel
 from devmig.sim.vdpa import SimVdpa
 
 DEFAULT_LAB = "default"
@@ -100,16 +100,7 @@ class SimHost:
         except ValueError as exc:
             raise InputError(f"lab host {self.name}: GPU {gpu.address}: {exc}") from None
         kernel = self.kernel
-        if "simgpu" not in kernel.pci_drivers:
-            from devmig.sim.kernel import PciDriver
-
-            kernel.add_pci_driver(PciDriver("simgpu"))
-            kernel.add_module("simgpu", version=gpu.release)
-        vendor, device = (int(x, 16) for x in gpu_driver.PCI_ID.split(":"))
-        fn = kernel.add_pci_function(
-            SimPciFunction(gpu.address, vendor, device, class_code=0x030000, driver="simgpu", group=kernel.group())
-        )
-        kernel.add_mdev_parent(gpu.address, fn.path, driver)
+        driver.install(kernel, gpu.address)
         for dev in gpu.devices:
             if dev.type not in driver.types():
                 raise InputError(f"lab host {self.name}: device {dev.uuid}: simgpu has no type {dev.type}")

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from devmig.model.descriptor import ModelSpec, TypeCapability
 from devmig.model.params import ParamSpec
 from devmig.sim.drivers.common import make_device
-from devmig.sim.kernel import SimMdev, SimType
+from devmig.sim.kernel import PciDriver, SimKernel, SimMdev, SimPciFunction, SimType
 from devmig.sim.vfio import SimVfioDevice
 
 MODEL = "devmig.sim/gpu"
@@ -95,6 +95,17 @@ class SimGpuDriver:
                 description=f"framebuffer={memory}M, max_heads=2",
                 capability=capability(type_id, self.release),
             )
+
+    def install(self, kernel: SimKernel, address: str) -> None:
+        """Add the GPU at `address`, bound to simgpu, as an mdev parent (as SimNic.install adds a NIC)."""
+        if self.name not in kernel.pci_drivers:
+            kernel.add_pci_driver(PciDriver(self.name))
+            kernel.add_module(self.name, version=self.release)
+        vendor, device = (int(x, 16) for x in PCI_ID.split(":"))
+        fn = kernel.add_pci_function(
+            SimPciFunction(address, vendor, device, class_code=0x030000, driver=self.name, group=kernel.group())
+        )
+        kernel.add_mdev_parent(address, fn.path, self)
 
     def types(self) -> dict[str, SimType]:
         return self._types
