@@ -1,12 +1,24 @@
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from devmig.host.hosts import forget_labs
 from devmig.host.sysfs import Sysfs, SysfsRoot
 from devmig.testing.sysfs_tree import SysfsTree
 from tests.labs import build_lab, build_sim_lab
+
+
+@pytest.fixture(autouse=True)
+def state_dir(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    """Each test its own state directory (journals, records, simulated hosts' changes) and fresh labs."""
+    path = tmp_path_factory.mktemp("state")
+    monkeypatch.setenv("DEVMIG_STATE_DIR", str(path))
+    forget_labs()
+    yield path
+    forget_labs()
 
 
 @pytest.fixture

@@ -17,6 +17,8 @@ class ExitCode(IntEnum):
     REFUSED = 1
     #: bad input or usage
     BAD_INPUT = 2
+    #: stopped by a signal (SIGINT, SIGTERM, SIGHUP), after putting the host back
+    INTERRUPTED = 130
 
 
 class DevmigError(Exception):
@@ -49,3 +51,9 @@ class IncompatibleError(DevmigError):
     def __init__(self, message: str, verdict: object | None = None) -> None:
         super().__init__(message)
         self.verdict = verdict
+
+
+class SignalledError(DevmigError):
+    """A signal stopped an operation; whatever it had changed was undone before this was raised further."""
+
+    exit_code = ExitCode.INTERRUPTED

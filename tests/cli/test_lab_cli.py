@@ -89,5 +89,5 @@ def test_commands_work_on_lab_hosts() -> None:
     info = json.loads(run_devmig("vfio", "info", RUNNING, "--host", "sim:alpha", "-j").out)
     assert info["migration"] == ["STOP_COPY", "P2P", "PRE_COPY"]
     created = run_devmig("mdev", "create", "0000:00:02.0", "simgpu-1G", "--host", "sim:beta")
-    assert created.code == 0  # in the simulated kernel of that one process
+    assert created.code == 0  # kept in the state directory: later commands see it
     assert run_devmig("list", "--host", "sim:nowhere").code == 2

@@ -115,3 +115,22 @@ def test_root_from_environment(tree: SysfsTree, monkeypatch: pytest.MonkeyPatch)
     assert SysfsRoot.from_env("/").root == "/"
     with pytest.raises(InputError, match="not a directory"):
         SysfsRoot(tree.root / "nope")
+
+
+def test_plain_files_beside_sysfs_are_written_atomically_and_removed(tree: SysfsTree, tmp_path: Path) -> None:
+    root = SysfsRoot(tree.root)
+    root.write_file("etc/mdevctl.d/mtty/u1", '{"mdev_type": "mtty-1"}\n')
+    assert root.read("etc/mdevctl.d/mtty/u1") == '{"mdev_type": "mtty-1"}'
+    assert (tree.root / "etc/mdevctl.d/mtty/u1").stat().st_mode & 0o777 == 0o644
+    root.write_file("etc/mdevctl.d/mtty/u1", "{}\n")
+    assert sorted(p.name for p in (tree.root / "etc/mdevctl.d/mtty").iterdir()) == ["u1"]  # no temporary left
+    assert root.remove_file("etc/mdevctl.d/mtty/u1") is True
+    assert root.remove_file("etc/mdevctl.d/mtty/u1") is False
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (tree.root / "etc/escape").symlink_to(outside)
+    with pytest.raises(PathEscapeError):
+        root.write_file("etc/escape/x", "no")
+    assert list(outside.iterdir()) == []
+    with pytest.raises(PathEscapeError):
+        root.write_file("../x", "no")

@@ -36,7 +36,7 @@ def test_create_and_remove_through_host_ops(alpha: SimHost) -> None:
     assert uuid == NEW and free(fs, "simgpu-2G") == 1 and free(fs, "simgpu-4G") == 0
     assert NEW in [m.uuid for m in Inventory.scan(fs).mdevs]
     assert fs.read(f"sys/bus/mdev/devices/{NEW}/migration/pv_mode") == "none"
-    change.undo()
+    change.undo(fs)
     assert free(fs, "simgpu-2G") == 2 and not fs.exists(f"sys/bus/mdev/devices/{NEW}")
 
 
@@ -96,7 +96,7 @@ def test_vf_binding_and_its_declared_interface(alpha: SimHost) -> None:
     assert desc.confidence == "declared" and desc.params == {"queues": 4, "tso": True}
     fs.write(f"sys/bus/pci/devices/{free_vf}/migration/tso", "0")
     assert describer.descriptor(Inventory.scan(fs).device(free_vf)).params == {"queues": 4}  # tso off: left out
-    change.undo()
+    change.undo(fs)
     assert Inventory.scan(fs).device(free_vf).driver is None
     with pytest.raises(RefusedError):
         unbind_pci(fs, "0000:3b:00.2")  # open by a VM: the simulator refuses (EBUSY)

@@ -17,7 +17,8 @@ from devmig import __version__
 from devmig.cli.options import Options
 from devmig.errors import DevmigError, ExitCode
 
-#: name -> (module holding `command`, one-line help shown by `devmig --help` without importing the module).
+#: name -> (module holding `command`, or "module:attribute", and the one-line help `devmig --help` shows without
+#: importing the module).
 #: A module is never named after a builtin: once imported it is an attribute of this package and would shadow it.
 COMMANDS: dict[str, tuple[str, str]] = {
     "lab": ("devmig.cli.lab", "Run the main job on a simulated lab: which hosts can take a running device."),
@@ -28,6 +29,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "mdev": ("devmig.cli.mdev", "Create and remove mediated devices."),
     "pci": ("devmig.cli.pci", "Bind PCI functions to VFIO drivers and back."),
     "vfio": ("devmig.cli.vfio", "Open a device through VFIO and report its migration support."),
+    "plan": ("devmig.cli.provision:plan", "Rank the devices a destination host could give a source device."),
+    "prepare": ("devmig.cli.provision:prepare", "Make the destination device for a source device (undone on failure)."),
+    "release": ("devmig.cli.provision:release", "Undo a prepare: remove or give back the device it made."),
+    "recover": ("devmig.cli.provision:recover", "Finish undoing prepares whose process died."),
     "check": ("devmig.cli.check", "Check a source device descriptor against a destination capability."),
     "baseline": ("devmig.cli.baseline", "Find the configuration every given destination capability accepts."),
     "schema": ("devmig.cli.schema", "Print the JSON Schema of a devmig format."),
@@ -45,7 +50,8 @@ class LazyGroup(click.Group):
         entry = COMMANDS.get(cmd_name)
         if entry is None:
             return None
-        command = importlib.import_module(entry[0]).command
+        module, _, attribute = entry[0].partition(":")
+        command = getattr(importlib.import_module(module), attribute or "command")
         assert isinstance(command, click.Command)
         return command
 

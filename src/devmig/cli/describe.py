@@ -7,7 +7,7 @@ from typing import Any, TypeVar
 
 import click
 
-from devmig.cli.hostopts import print_warnings, sysfs_of, sysfs_root_option
+from devmig.cli.hostopts import dir_option, print_warnings, sysfs_of, sysfs_root_option
 from devmig.cli.options import emit_json, output_options, resolve
 from devmig.errors import ExitCode
 
@@ -15,12 +15,10 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 
 def profiles_dir_option(func: F) -> F:
-    return click.option(
+    return dir_option(
         "--profiles-dir",
-        metavar="DIR",
-        envvar="DEVMIG_PROFILES_DIR",
-        default=None,
-        help="Extra driver profiles (*.toml) that take precedence over the shipped ones "
+        "DEVMIG_PROFILES_DIR",
+        "Extra driver profiles (*.toml) that take precedence over the shipped ones "
         "[default: /etc/devmig/profiles.d; also $DEVMIG_PROFILES_DIR].",
     )(func)
 

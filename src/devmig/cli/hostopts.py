@@ -34,6 +34,15 @@ def sysfs_root_option(func: F) -> F:
     )(func)
 
 
+def dir_option(flag: str, envvar: str, help_text: str) -> Callable[[F], F]:
+    """An option naming a directory, also read from an environment variable, with no default of click's own."""
+
+    def decorate(func: F) -> F:
+        return click.option(flag, metavar="DIR", envvar=envvar, default=None, help=help_text)(func)
+
+    return decorate
+
+
 def sysfs_of(sysfs_root: str, host: str | None) -> Sysfs:
     from devmig.host.hosts import open_host
 

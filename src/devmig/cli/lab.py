@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import TYPE_CHECKING
 
 import click
@@ -42,14 +43,29 @@ def _why(answer: HostAnswer, source: DeviceDescriptor) -> str:
     help="A lab file (YAML or JSON), or the name of a shipped lab.",
 )
 @click.option("--device", metavar="DEVICE", help="The device to move (default: the first running one).")
+@click.option(
+    "--reset",
+    is_flag=True,
+    help="Forget what commands with --host sim:... changed on this lab's hosts (and their prepare records).",
+)
+@click.option("--state-dir", metavar="DIR", envvar="DEVMIG_STATE_DIR", default=None, help="See devmig prepare.")
 @output_options
-def command(lab_name: str, device: str | None, json_output: bool, pretty: bool) -> int:
-    """Start a simulated lab, pick a running device on its first host, and show which other hosts can take it
-    and why. Exit 0 when some host can, 1 when none can."""
+def command(
+    lab_name: str, device: str | None, reset: bool, state_dir: str | None, json_output: bool, pretty: bool
+) -> int:
+    """Start a simulated lab, pick a running device on its first host, show which other hosts can take it and
+    why, and prepare it on the best one (released again). Exit 0 when some host can, 1 when none can.
+
+    The story always starts from the lab file; `devmig --host sim:HOST ...` commands keep their changes between
+    runs until --reset."""
     from devmig.host.hosts import lab as open_lab
+    from devmig.host.hosts import reset_lab
     from devmig.sim.tour import tour
 
     opts = resolve(json_output, pretty)
+    if reset:
+        removed = reset_lab(lab_name, state_dir)
+        click.echo(f"lab {lab_name}: forgot the changes of {removed} simulated host(s)", err=True)
     lab = open_lab(lab_name)
     story = tour(lab, device)
     best = story.best
@@ -73,6 +89,7 @@ def command(lab_name: str, device: str | None, json_output: bool, pretty: bool) 
                     for a in story.answers
                 ],
                 "best": best.host if best else None,
+                "prepared": story.prepared.to_dict() if story.prepared else None,
             },
             opts,
         )
@@ -110,12 +127,18 @@ def command(lab_name: str, device: str | None, json_output: bool, pretty: bool) 
             f"3. Best destination: {best.host} ({best.capability.type}, {best.verdict.level}, "
             f"{best.capability.available_instances} free)."
         )
-        if best.verdict.plan:
-            lines.append(f"   Its device would be given {assignments(best.verdict.plan)}.")
+        done = story.prepared
+        if done is not None:
+            lines += [
+                f"4. devmig prepare on {best.host}: created mdev {done.device} ({done.type}),",
+                f"   wrote {assignments(done.params)}, each read back; for Nova: target_mdevs",
+                f"   {json.dumps(done.mapping()['target_mdevs'])}.",
+                f"   devmig release then put {best.host} back as it was (each change was journaled first).",
+            ]
     lines += [
         "",
-        "Preparing the destination and moving the device state come with the provisioning and migration",
-        "issues; until then devmig lab stops after the verdicts. Try: devmig list --host sim:alpha",
+        "Moving the device state comes with the migration issue. Try: devmig list --host sim:alpha",
+        "  devmig describe --host sim:alpha " + story.device + " | devmig plan - --host sim:gamma",
     ]
     click.echo("\n".join(lines))
     return ExitCode.OK if best else ExitCode.REFUSED

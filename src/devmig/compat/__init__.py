@@ -2,7 +2,17 @@
 
 from devmig.compat.baseline import CONFLICT_CODES, baseline
 from devmig.compat.check import check, plan_params
-from devmig.compat.plan import candidate_rank, write_plan
+from devmig.compat.plan import Rank, candidate_rank, write_plan
 from devmig.compat.rules import CODES, RULES
 
-__all__ = ["CODES", "CONFLICT_CODES", "RULES", "baseline", "candidate_rank", "check", "plan_params", "write_plan"]
+__all__ = [
+    "CODES",
+    "CONFLICT_CODES",
+    "RULES",
+    "Rank",
+    "baseline",
+    "candidate_rank",
+    "check",
+    "plan_params",
+    "write_plan",
+]

@@ -2,8 +2,9 @@
 
 `--host sim:LAB/HOST` (or `DEVMIG_HOST`) names a host of a lab: LAB is a shipped lab's name (`default`) or a lab
 file's path, and `sim:HOST` is short for `sim:default/HOST`. Every command that reads or changes a host takes it, so
-discovery, provisioning and migration run on a lab host exactly as on the real one. A simulated host lives in the
-process that opened it: each command starts the lab afresh from its file.
+discovery, provisioning and migration run on a lab host exactly as on the real one. A simulated host is built from
+its lab file and then replays the changes earlier commands made to it (devmig.sim.persist), kept in the state
+directory until `devmig lab --reset`.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
 from devmig.errors import InputError
@@ -22,6 +24,8 @@ if TYPE_CHECKING:
 
 SIM_PREFIX = "sim:"
 _labs: dict[str, Lab] = {}
+#: simulated hosts already replayed in this process, by state file
+_attached: set[str] = set()
 
 
 @dataclass
@@ -30,6 +34,27 @@ class Host:
     sysfs: Sysfs
     #: the simulated host behind `sysfs`, or None for a real one
     sim: SimHost | None = None
+
+    @property
+    def key(self) -> str:
+        """A name for this host's state (journals, records, locks): "local", "root-<dir>" or "sim-<lab>-<host>"."""
+        from devmig.state import safe_name
+
+        if self.sim is not None:
+            lab_name, host = parse_sim(self.name)
+            return safe_name(f"sim-{lab_key(lab_name)}-{host}")
+        root = self.sysfs.root
+        return "local" if root == "/" else safe_name(f"root-{root}")
+
+    def in_use(self, device: str, group: int | None) -> bool | None:
+        """Is the VFIO device open (by a VM)? None when that cannot be told (a fixture tree, no permission)."""
+        if self.sim is not None:
+            return self.sim.kernel.is_open(device)
+        if self.sysfs.root != "/" or group is None:
+            return None
+        from devmig.migrate.vfio import group_in_use
+
+        return group_in_use(group)
 
     @contextmanager
     def vfio(self, device: str) -> Iterator[VfioDeviceInfoSource]:
@@ -78,11 +103,55 @@ def parse_sim(spec: str) -> tuple[str, str]:
     return lab_name or "default", host
 
 
-def open_host(spec: str | None = None, sysfs_root: str = "/") -> Host:
+def lab_key(lab_name: str) -> str:
+    """A shipped lab by its name, a lab file by its absolute path (two files called lab.yaml stay apart)."""
+    from devmig.sim.lab import is_shipped
+
+    return lab_name if is_shipped(lab_name) else str(Path(lab_name).resolve())
+
+
+def sim_state_file(lab_name: str, host: str, state_dir: str | None = None) -> Path:
+    from devmig.state import safe_name
+    from devmig.state import state_dir as resolve
+
+    return resolve(state_dir) / "sim" / safe_name(lab_key(lab_name)) / f"{safe_name(host)}.jsonl"
+
+
+def open_host(spec: str | None = None, sysfs_root: str = "/", state_dir: str | None = None) -> Host:
+    """This machine (under `sysfs_root`) or a simulated host, with the changes earlier commands made to it."""
     if spec is None or spec in ("", "local"):
         return Host(name="local", sysfs=SysfsRoot(sysfs_root))
     if not spec.startswith(SIM_PREFIX):
         raise InputError(f"host {spec!r}: expected local, sim:HOST or sim:LAB/HOST")
     lab_name, host_name = parse_sim(spec)
     sim = lab(lab_name).host(host_name)
+    log = sim_state_file(lab_name, host_name, state_dir)
+    if str(log) not in _attached:
+        from devmig.sim.persist import attach
+
+        attach(sim.kernel.fs, log, spec)
+        _attached.add(str(log))
     return Host(name=spec, sysfs=sim.kernel.fs, sim=sim)
+
+
+def forget_labs() -> None:
+    """Drop the labs this process started (tests, and `devmig lab --reset`)."""
+    _labs.clear()
+    _attached.clear()
+
+
+def reset_lab(lab_name: str, state_dir: str | None = None) -> int:
+    """Forget the changes made to a lab's simulated hosts, and their journals and prepare records; how many hosts
+    had some."""
+    import shutil
+
+    from devmig.state import safe_name
+    from devmig.state import state_dir as resolve
+
+    lab_dir = sim_state_file(lab_name, "_", state_dir).parent
+    count = len(list(lab_dir.glob("*.jsonl"))) if lab_dir.is_dir() else 0
+    shutil.rmtree(lab_dir, ignore_errors=True)
+    for host in lab(lab_name).hosts:
+        shutil.rmtree(resolve(state_dir) / "hosts" / safe_name(f"sim-{lab_key(lab_name)}-{host}"), ignore_errors=True)
+    forget_labs()
+    return count

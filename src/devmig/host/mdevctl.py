@@ -152,3 +152,10 @@ def list_dumpjson(root: Sysfs, devices: Iterable[MdevDevice]) -> str:
         grouped.setdefault(parent, []).append((uuid, body))
     full = {p: [{u: b} for u, b in sorted(grouped[p], key=lambda e: e[0])] for p in sorted(grouped)}
     return _dump([full] if full else [])
+
+
+def definition(mdev_type: str, attrs: Iterable[tuple[str, str]], start: str = "auto") -> str:
+    """An mdevctl definition (`/etc/mdevctl.d/<parent>/<uuid>`): mdevctl writes `attrs` to the device's sysfs
+    directory in this order when it starts the device, so the parameters come back in their write order."""
+    body = {"mdev_type": mdev_type, "start": start, "attrs": [{name: value} for name, value in attrs]}
+    return _dump(body)

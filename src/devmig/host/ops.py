@@ -2,7 +2,9 @@
 
 Every operation checks what it can first (the parent and type exist, there is a free instance, the device is not
 already bound), makes one change, verifies the kernel made it, and returns a `Change` whose `undo()` puts the host
-back. Provisioning (a journal of Changes, unwound on failure) builds on these.
+back. The undo is data (`UndoStep`: an operation of the `UNDO` table and its arguments), so a journal can keep it on
+disk before the change is made and carry it out in another process after a crash (devmig.provision). Every undo is
+idempotent: it looks before it writes, so running it when the change was never made, or twice, is harmless.
 
 Kernel errors keep their meaning: writing a UUID twice to `create` is EEXIST, no free instance is ENOSPC or EDQUOT
 depending on the driver, a malformed UUID is EINVAL (drivers/vfio/mdev/mdev_sysfs.c).
@@ -10,7 +12,9 @@ depending on the driver, a malformed UUID is EINVAL (drivers/vfio/mdev/mdev_sysf
 
 from __future__ import annotations
 
+import contextlib
 import errno
+import inspect
 import time
 import uuid as uuidlib
 from collections.abc import Callable
@@ -31,12 +35,47 @@ class RefusedError(DevmigError):
 
 
 @dataclass(frozen=True)
+class UndoStep:
+    """How to take one change back: an operation of `UNDO` and its arguments (strings, or None)."""
+
+    op: str
+    args: dict[str, str | None]
+
+    def to_json(self) -> dict[str, object]:
+        return {"op": self.op, "args": dict(self.args)}
+
+    @classmethod
+    def from_json(cls, data: object) -> UndoStep:
+        if not isinstance(data, dict) or data.get("op") not in UNDO or not isinstance(data.get("args"), dict):
+            raise InputError(f"undo step {data!r}: expected {{op: one of {', '.join(UNDO)}, args: {{...}}}}")
+        args = data["args"]
+        if not all(isinstance(k, str) and (v is None or isinstance(v, str)) for k, v in args.items()):
+            raise InputError(f"undo step {data!r}: arguments must be strings or null")
+        wanted = [name for name in inspect.signature(UNDO[data["op"]][0]).parameters if name != "root"]
+        if sorted(args) != sorted(wanted):
+            raise InputError(f"undo step {data!r}: {data['op']} takes the arguments {', '.join(wanted) or 'none'}")
+        return cls(data["op"], dict(args))
+
+    def describe(self) -> str:
+        return UNDO[self.op][1].format(**{k: v if v is not None else "none" for k, v in self.args.items()})
+
+    def run(self, root: Sysfs) -> None:
+        UNDO[self.op][0](root, **self.args)
+
+
+@dataclass(frozen=True)
 class Change:
     """One change made to a host, and how to take it back."""
 
     what: str
-    undo_what: str
-    undo: Callable[[], None]
+    undo_step: UndoStep
+
+    @property
+    def undo_what(self) -> str:
+        return self.undo_step.describe()
+
+    def undo(self, root: Sysfs) -> None:
+        self.undo_step.run(root)
 
 
 def _wait_for(predicate: Callable[[], bool]) -> bool:
@@ -90,12 +129,21 @@ def create_mdev(root: Sysfs, parent: str, type_id: str, uuid: str | None = None)
     if not _wait_for(lambda: root.exists(f"{MDEV_DEVICES}/{device}")):
         raise RefusedError(f"creating mdev {device}: the write was accepted but no device appeared")
 
-    def remove() -> None:
-        remove_mdev(root, device)
+    return device, Change(f"created mdev {device} of type {type_id} on {parent}", undo_create_mdev(device))
 
-    return device, Change(
-        what=f"created mdev {device} of type {type_id} on {parent}", undo_what=f"remove mdev {device}", undo=remove
-    )
+
+def undo_create_mdev(uuid: str) -> UndoStep:
+    return UndoStep("remove_mdev", {"uuid": uuid})
+
+
+def _undo_remove_mdev(root: Sysfs, uuid: str | None) -> None:
+    if uuid is not None and root.exists(f"{MDEV_DEVICES}/{uuid}"):
+        remove_mdev(root, uuid)
+
+
+def _undo_recreate_mdev(root: Sysfs, uuid: str | None, parent: str | None, type_id: str | None) -> None:
+    if uuid is not None and parent is not None and type_id is not None and not root.exists(f"{MDEV_DEVICES}/{uuid}"):
+        create_mdev(root, parent, type_id, uuid)
 
 
 def remove_mdev(root: Sysfs, uuid: str) -> Change:
@@ -114,11 +162,9 @@ def remove_mdev(root: Sysfs, uuid: str) -> Change:
     if not _wait_for(lambda: not root.exists(rel)):
         raise RefusedError(f"removing mdev {uuid}: the write was accepted but the device is still there")
 
-    def recreate() -> None:
-        create_mdev(root, parent, type_id, uuid)
-
     return Change(
-        what=f"removed mdev {uuid} (type {type_id} on {parent})", undo_what=f"recreate mdev {uuid}", undo=recreate
+        f"removed mdev {uuid} (type {type_id} on {parent})",
+        UndoStep("recreate_mdev", {"uuid": uuid.lower(), "parent": parent, "type_id": type_id}),
     )
 
 
@@ -141,25 +187,47 @@ def bind_pci(root: Sysfs, address: str, driver: str) -> Change:
         raise InputError(f"PCI function {address}: not found (expected an address such as 0000:3b:00.2)")
     if not root.isdir(f"sys/bus/pci/drivers/{driver}"):
         raise RefusedError(f"driver {driver}: not loaded (no sys/bus/pci/drivers/{driver}; try modprobe {driver})")
-    before, before_override = _bound_driver(root, address), _override(root, address)
+    undo = undo_binding(root, address)
+    before = undo.args["driver"]
     if before == driver:
-        return Change(f"PCI function {address} was already bound to {driver}", "nothing", lambda: None)
+        return Change(f"PCI function {address} was already bound to {driver}", UndoStep("nothing", {}))
     try:
-        _apply_binding(root, address, driver, driver)
+        apply_binding(root, address, driver, driver)
     except SysfsError as exc:
-        _apply_binding(root, address, before, before_override)
+        _try_restore(root, undo)
         raise RefusedError(f"binding PCI function {address} to {driver}: {exc}") from None
     if not _wait_for(lambda: _bound_driver(root, address) == driver):
-        _apply_binding(root, address, before, before_override)
+        _try_restore(root, undo)
         raise RefusedError(f"binding PCI function {address} to {driver}: the driver did not take it (see dmesg)")
-    return Change(
-        what=f"bound PCI function {address} to {driver} (was {before or 'unbound'})",
-        undo_what=f"rebind PCI function {address} to {before or 'no driver'}",
-        undo=lambda: _apply_binding(root, address, before, before_override),
+    return Change(f"bound PCI function {address} to {driver} (was {before or 'unbound'})", undo)
+
+
+def undo_binding(root: Sysfs, address: str) -> UndoStep:
+    """The step that puts `address` back on its present driver, with its present driver_override."""
+    return UndoStep(
+        "restore_binding",
+        {"address": address, "driver": _bound_driver(root, address), "override": _override(root, address)},
     )
 
 
-def _apply_binding(root: Sysfs, address: str, driver: str | None, override: str | None) -> None:
+def _try_restore(root: Sysfs, undo: UndoStep) -> None:
+    """Best effort after a failed bind: the caller's journal (when there is one) retries it."""
+    with contextlib.suppress(SysfsError, RefusedError):
+        undo.run(root)
+
+
+def _undo_restore_binding(root: Sysfs, address: str | None, driver: str | None, override: str | None) -> None:
+    if address is None or not root.exists(f"{PCI_DEVICES}/{address}"):
+        return
+    if _bound_driver(root, address) == driver and _override(root, address) == override:
+        return
+    try:
+        apply_binding(root, address, driver, override)
+    except SysfsError as exc:
+        raise RefusedError(f"restoring PCI function {address} to {driver or 'no driver'}: {exc}") from None
+
+
+def apply_binding(root: Sysfs, address: str, driver: str | None, override: str | None) -> None:
     """Unbind from any other driver, set driver_override, and let the PCI core probe for `driver` again."""
     current = _bound_driver(root, address)
     if current is not None and current != driver:
@@ -174,7 +242,8 @@ def unbind_pci(root: Sysfs, address: str) -> Change:
     """Unbind a PCI function from its driver and clear driver_override; the Change binds it back."""
     if not root.exists(f"{PCI_DEVICES}/{address}"):
         raise InputError(f"PCI function {address}: not found (expected an address such as 0000:3b:00.2)")
-    before, before_override = _bound_driver(root, address), _override(root, address)
+    undo = undo_binding(root, address)
+    before, before_override = undo.args["driver"], undo.args["override"]
     try:
         if before is not None:
             root.write(f"sys/bus/pci/drivers/{before}/unbind", address)
@@ -182,8 +251,44 @@ def unbind_pci(root: Sysfs, address: str) -> Change:
             root.write(f"{PCI_DEVICES}/{address}/driver_override", "\n")
     except SysfsError as exc:
         raise RefusedError(f"unbinding PCI function {address}: {exc}") from None
-    return Change(
-        what=f"unbound PCI function {address} from {before or 'no driver'}",
-        undo_what=f"rebind PCI function {address} to {before or 'no driver'}",
-        undo=lambda: _apply_binding(root, address, before, before_override),
-    )
+    return Change(f"unbound PCI function {address} from {before or 'no driver'}", undo)
+
+
+# -- attributes and files -------------------------------------------------------------------------------------------
+
+
+def undo_attribute(root: Sysfs, rel: str) -> UndoStep:
+    """The step that writes an attribute's present value back (a migration parameter of a claimed function)."""
+    return UndoStep("write_attribute", {"path": rel, "text": root.read(rel)})
+
+
+def _undo_write_attribute(root: Sysfs, path: str | None, text: str | None) -> None:
+    if path is None or text is None or not root.exists(path):
+        return  # the device went away, and its attribute with it
+    if root.read(path) != text:
+        root.write(path, text)
+
+
+def undo_file(root: Sysfs, rel: str) -> UndoStep:
+    """The step that puts a plain file back as it is now (absent stays absent)."""
+    return UndoStep("restore_file", {"path": rel, "text": root.read_optional(rel)})
+
+
+def _undo_restore_file(root: Sysfs, path: str | None, text: str | None) -> None:
+    if path is None:
+        return
+    if text is None:
+        root.remove_file(path)
+    elif root.read_optional(path) != text:
+        root.write_file(path, text)
+
+
+#: operation -> (what carries it out, how to say it). Each looks before it writes (idempotent).
+UNDO: dict[str, tuple[Callable[..., None], str]] = {
+    "nothing": (lambda root: None, "nothing"),
+    "remove_mdev": (_undo_remove_mdev, "remove mdev {uuid}"),
+    "recreate_mdev": (_undo_recreate_mdev, "recreate mdev {uuid} of type {type_id} on {parent}"),
+    "restore_binding": (_undo_restore_binding, "put PCI function {address} back on driver {driver}"),
+    "write_attribute": (_undo_write_attribute, "write {text!r} back to {path}"),
+    "restore_file": (_undo_restore_file, "put {path} back as it was"),
+}

@@ -65,7 +65,10 @@ def decode_attribute(rel: str, data: bytes) -> str:
 class Sysfs(Protocol):
     """The sysfs seam: what discovery and provisioning need of a host's kernel files. `SysfsRoot` (a real root
     directory) and `devmig.sim.fs.SimSysfs` (a simulated host) implement it; code above cannot tell them apart.
-    Paths are relative to the root ("sys/bus/pci/devices"); errors are `SysfsError`s keeping the errno."""
+    Paths are relative to the root ("sys/bus/pci/devices"); errors are `SysfsError`s keeping the errno.
+
+    `write` writes an existing attribute; `write_file` and `remove_file` manage the few plain files beside sysfs
+    under the same root (mdevctl's definitions in etc/mdevctl.d)."""
 
     #: what the root is, for messages ("/", a directory, "sim:LAB/HOST")
     root: str
@@ -83,6 +86,8 @@ class Sysfs(Protocol):
     def readlink(self, rel: str) -> str: ...
     def link_name(self, rel: str) -> str | None: ...
     def write(self, rel: str, text: str) -> None: ...
+    def write_file(self, rel: str, text: str) -> None: ...
+    def remove_file(self, rel: str) -> bool: ...
 
 
 class SysfsBase:
@@ -315,3 +320,36 @@ class SysfsRoot(SysfsBase):
             raise SysfsError(f"{rel}: writing {text.strip()!r} failed: {exc.strerror}", exc.errno) from None
         finally:
             os.close(fd)
+
+    def write_file(self, rel: str, text: str) -> None:
+        """Create or replace a plain file (not an attribute) atomically: written beside it, synced, renamed over it.
+        Missing parent directories are made; the file gets mode 0644, as mdevctl's definitions have."""
+        host = self.path(rel)
+        parent = posixpath.dirname(host)
+        if self.confined:
+            self._guard(rel, parent)  # realpath resolves the part that exists: no directory is made outside
+        try:
+            os.makedirs(parent, mode=0o755, exist_ok=True)
+            tmp = f"{parent}/.{posixpath.basename(host)}.devmig-tmp"
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC | os.O_NOFOLLOW, 0o644)
+            try:
+                os.write(fd, text.encode("utf-8"))
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+            os.replace(tmp, host)
+        except OSError as exc:
+            raise SysfsError(f"{rel}: cannot write: {exc.strerror}", exc.errno) from None
+
+    def remove_file(self, rel: str) -> bool:
+        """Remove a plain file; False when there was none."""
+        host = self.path(rel)
+        if self.confined:
+            self._guard(rel, posixpath.dirname(host))
+        try:
+            os.unlink(host)
+        except FileNotFoundError:
+            return False
+        except OSError as exc:
+            raise SysfsError(f"{rel}: cannot remove: {exc.strerror}", exc.errno) from None
+        return True

@@ -218,3 +218,15 @@ def open_device(root: Sysfs, name: str) -> VfioDevice:
     if not isinstance(root, SysfsRoot):
         raise VfioError(f"device {name}: {root.root} is not a real host; open its devices through devmig.host.hosts")
     return VfioDevice(root, key, group)
+
+
+def group_in_use(group: int) -> bool | None:
+    """Is IOMMU group `group` open (by a VM)? The kernel lets one process open a VFIO group at a time, and refuses
+    it with EBUSY while any of its devices is open through its iommufd cdev (drivers/vfio/group.c), so an open that
+    succeeds and is closed at once tells the group is free. None when it cannot be told (no permission, no node)."""
+    try:
+        fd = os.open(f"/dev/vfio/{group}", os.O_RDWR | os.O_CLOEXEC)
+    except OSError as exc:
+        return True if exc.errno == errno.EBUSY else None
+    os.close(fd)
+    return False

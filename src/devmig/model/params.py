@@ -49,6 +49,13 @@ def check_value_text(value: object) -> None:
         raise ValueError(f"a parameter value may not contain a newline or NUL, found {value!r}")
 
 
+def param_text(value: object) -> str:
+    """The text written to a `migration/<param>` attribute: 1/0 for a bool (what kstrtobool reads), else str()."""
+    if isinstance(value, bool):
+        return "1" if value else "0"
+    return str(value)
+
+
 @dataclass(frozen=True, order=True, slots=True)
 class IntRange:
     """An inclusive integer range, written "lo-hi" in allowed_values (a single value is written as an int)."""

@@ -12,6 +12,7 @@ from __future__ import annotations
 import errno
 import os
 import posixpath
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -19,6 +20,9 @@ from devmig.host.sysfs import MAX_ATTRIBUTE_BYTES, PathEscapeError, SysfsBase, S
 
 Reader = Callable[[], str]
 Writer = Callable[[str], None]
+#: Told of every change made through the seam: (operation, path, text); operation is write, write_file or
+#: remove_file. A simulated host's persistence (devmig.sim.persist) records them.
+Observer = Callable[[str, str, str | None], None]
 
 
 @dataclass
@@ -30,6 +34,8 @@ class Dir:
 class File:
     read: Reader | None = None
     write: Writer | None = None
+    #: the content of a plain file (made by write_file), None for an attribute
+    stored: list[str] | None = None
 
 
 @dataclass
@@ -51,6 +57,10 @@ class SimSysfs(SysfsBase):
     def __init__(self, name: str) -> None:
         self.root = f"sim:{name}"
         self._top = Dir()
+        #: The kernel serialises each sysfs operation against the others; so does the simulator (the race tests
+        #: run prepares in threads).
+        self.lock = threading.RLock()
+        self.observers: list[Observer] = []
 
     def __repr__(self) -> str:
         return f"SimSysfs({self.root!r})"
@@ -119,7 +129,7 @@ class SimSysfs(SysfsBase):
 
     # -- the seam ------------------------------------------------------------------------------------------------
 
-    def read_bytes(self, rel: str, limit: int = MAX_ATTRIBUTE_BYTES) -> bytes:
+    def _read_bytes(self, rel: str, limit: int = MAX_ATTRIBUTE_BYTES) -> bytes:
         node = self._node(rel)
         if isinstance(node, Dir):
             raise SysfsError(f"{rel}: cannot read: Is a directory", errno.EISDIR)
@@ -131,7 +141,7 @@ class SimSysfs(SysfsBase):
             raise SysfsError(f"{rel}: larger than {limit} bytes: expected a sysfs attribute", errno.EFBIG)
         return data
 
-    def listdir(self, rel: str) -> list[str]:
+    def _listdir(self, rel: str) -> list[str]:
         check_name(rel)
         node = self._lookup(rel)
         if node is None:
@@ -140,26 +150,26 @@ class SimSysfs(SysfsBase):
             raise SysfsError(f"{rel}: cannot list: Not a directory", errno.ENOTDIR)
         return sorted(node.children)
 
-    def subdirs(self, rel: str) -> list[str]:
+    def _subdirs(self, rel: str) -> list[str]:
         check_name(rel)
         node = self._lookup(rel)
         if not isinstance(node, Dir):
             raise SysfsError(f"{rel}: cannot list: No such file or directory", errno.ENOENT)
         return sorted(name for name, child in node.children.items() if isinstance(child, Dir))
 
-    def exists(self, rel: str) -> bool:
+    def _exists(self, rel: str) -> bool:
         check_name(rel)
         return self._lookup(rel, follow=False) is not None
 
-    def isdir(self, rel: str) -> bool:
+    def _isdir(self, rel: str) -> bool:
         check_name(rel)
         return isinstance(self._lookup(rel), Dir)
 
-    def islink(self, rel: str) -> bool:
+    def _islink(self, rel: str) -> bool:
         check_name(rel)
         return isinstance(self._lookup(rel, follow=False), Link)
 
-    def readlink(self, rel: str) -> str:
+    def _readlink(self, rel: str) -> str:
         check_name(rel)
         node = self._lookup(rel, follow=False)
         if node is None:
@@ -168,7 +178,7 @@ class SimSysfs(SysfsBase):
             raise SysfsError(f"{rel}: cannot read link: Invalid argument", errno.EINVAL)
         return self._target(rel, rel.split("/"), node)
 
-    def write(self, rel: str, text: str) -> None:
+    def _write(self, rel: str, text: str) -> None:
         node = self._node(rel)
         if not isinstance(node, File) or node.write is None:
             raise SysfsError(f"{rel}: cannot open for writing: Permission denied", errno.EACCES)
@@ -177,6 +187,74 @@ class SimSysfs(SysfsBase):
         except OSError as exc:
             reason = exc.strerror or os.strerror(exc.errno or errno.EIO)
             raise SysfsError(f"{rel}: writing {text.strip()!r} failed: {reason}", exc.errno) from None
+
+    def _changed(self, op: str, rel: str, text: str | None) -> None:
+        for observer in self.observers:
+            observer(op, rel, text)
+
+    # Each seam call holds the lock: the simulated kernel's operations are atomic to each other, as the real
+    # kernel's are.
+
+    def read_bytes(self, rel: str, limit: int = MAX_ATTRIBUTE_BYTES) -> bytes:
+        with self.lock:
+            return self._read_bytes(rel, limit)
+
+    def listdir(self, rel: str) -> list[str]:
+        with self.lock:
+            return self._listdir(rel)
+
+    def subdirs(self, rel: str) -> list[str]:
+        with self.lock:
+            return self._subdirs(rel)
+
+    def exists(self, rel: str) -> bool:
+        with self.lock:
+            return self._exists(rel)
+
+    def isdir(self, rel: str) -> bool:
+        with self.lock:
+            return self._isdir(rel)
+
+    def islink(self, rel: str) -> bool:
+        with self.lock:
+            return self._islink(rel)
+
+    def readlink(self, rel: str) -> str:
+        with self.lock:
+            return self._readlink(rel)
+
+    def write(self, rel: str, text: str) -> None:
+        with self.lock:
+            self._write(rel, text)
+            self._changed("write", rel, text)
+
+    def write_file(self, rel: str, text: str) -> None:
+        """A plain file beside sysfs (etc/mdevctl.d/...): stored, read back, rewritten, removed."""
+        check_name(rel)
+        with self.lock:
+            existing = self._lookup(rel, follow=False)
+            if existing is not None and not (isinstance(existing, File) and existing.stored is not None):
+                raise SysfsError(f"{rel}: cannot write: not a plain file", errno.EISDIR)
+            parent, name = posixpath.split(rel)
+            box = [text]
+            node = File(read=lambda: box[0], write=lambda new: box.__setitem__(0, new), stored=box)
+            try:
+                self.mkdir(parent).children[name] = node
+            except ValueError:
+                raise SysfsError(f"{rel}: cannot write: a parent is not a directory", errno.ENOTDIR) from None
+            self._changed("write_file", rel, text)
+
+    def remove_file(self, rel: str) -> bool:
+        check_name(rel)
+        with self.lock:
+            node = self._lookup(rel, follow=False)
+            if node is None:
+                return False
+            if not (isinstance(node, File) and node.stored is not None):
+                raise SysfsError(f"{rel}: cannot remove: not a plain file", errno.EPERM)
+            self.remove(rel)
+            self._changed("remove_file", rel, None)
+            return True
 
 
 def kernel_error(code: int) -> OSError:

@@ -18,17 +18,11 @@ from functools import partial
 from typing import Protocol
 
 from devmig.model.descriptor import TypeCapability
-from devmig.model.params import ParamValue
+from devmig.model.params import ParamValue, param_text
 from devmig.sim.fs import SimSysfs, kernel_error, static
 from devmig.sim.vfio import SimVfioDevice
 
 PCI_DEVICES = "sys/bus/pci/devices"
-
-
-def _param_text(value: ParamValue) -> str:
-    if isinstance(value, bool):
-        return "1" if value else "0"
-    return str(value)
 
 
 class MdevDriver(Protocol):
@@ -283,11 +277,30 @@ class SimKernel:
         fs.add_link(f"{tdir}/devices/{uuid}", dev)
         fs.add_link(f"sys/bus/mdev/devices/{uuid}", dev)
         if stype.capability is not None:
-            self._param_files(f"{dev}/migration", stype.capability, mdev.params, uuid)
+            check = getattr(driver, "check_param", None)
+            self._param_files(
+                f"{dev}/migration",
+                stype.capability,
+                mdev.params,
+                uuid,
+                None if check is None else partial(self._check_mdev_param, check, mdev),
+            )
         return mdev
 
-    def _param_files(self, directory: str, capability: TypeCapability, values: dict[str, ParamValue], key: str) -> None:
-        """migration/<param>: one value per file, starting at init_value, validated on write, frozen while open."""
+    def _check_mdev_param(self, check: Callable[..., None], mdev: SimMdev, name: str, value: ParamValue) -> None:
+        others = [m for m in self.mdevs.values() if m.parent == mdev.parent and m.uuid != mdev.uuid]
+        check(mdev, others, name, value)
+
+    def _param_files(
+        self,
+        directory: str,
+        capability: TypeCapability,
+        values: dict[str, ParamValue],
+        key: str,
+        check: Callable[[str, ParamValue], None] | None = None,
+    ) -> None:
+        """migration/<param>: one value per file, starting at init_value, validated on write, frozen while open;
+        `check` is the vendor driver's own say (a resource it cannot give: ENOSPC)."""
         (spec,) = capability.models.values()
         for name, pspec in spec.params.items():
             values.setdefault(name, pspec.init_value)
@@ -304,10 +317,12 @@ class SimKernel:
                     raise kernel_error(errno.EINVAL) from None
                 if not spec.params[name].allows(value):
                     raise kernel_error(errno.EINVAL)
+                if check is not None:
+                    check(name, value)
                 values[name] = value
 
             def read(name: str = name) -> str:
-                return f"{_param_text(values[name])}\n"
+                return f"{param_text(values[name])}\n"
 
             self.fs.add_file(f"{directory}/{name}", read, write)
 

@@ -157,10 +157,17 @@ def _parse(text: str, origin: str) -> Any:
         raise InputError(f"{origin}: not valid YAML{where}: {problem}") from None
 
 
+def is_shipped(name_or_path: str) -> bool:
+    """A shipped lab's name rather than a lab file's path."""
+    if "/" in name_or_path or name_or_path.endswith((".yaml", ".yml", ".json")):
+        return False
+    return (resources.files("devmig.sim.labs") / f"{name_or_path}.yaml").is_file()
+
+
 def load_lab(name_or_path: str = DEFAULT_LAB) -> Lab:
     """A shipped lab by name ("default") or a lab file (.yaml, .yml or .json)."""
     shipped = resources.files("devmig.sim.labs") / f"{name_or_path}.yaml"
-    if "/" not in name_or_path and not name_or_path.endswith((".yaml", ".yml", ".json")) and shipped.is_file():
+    if is_shipped(name_or_path):
         text, origin = shipped.read_text(encoding="utf-8"), f"lab {name_or_path}"
     else:
         path = Path(name_or_path)

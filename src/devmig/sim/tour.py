@@ -1,27 +1,42 @@
-"""The story `devmig lab` tells: one running device of a lab's first host, and every other host's answer."""
+"""The story `devmig lab` tells: one running device of a lab's first host, every other host's answer (the same plan
+`devmig plan` makes), and a prepare on the best host, released again so the lab is left as it was."""
 
 from __future__ import annotations
 
+import tempfile
 from dataclasses import dataclass, field
 
-from devmig.compat import candidate_rank, check
 from devmig.errors import InputError
 from devmig.host.describe import Describer
+from devmig.host.hosts import Host
 from devmig.host.inventory import Inventory
 from devmig.host.profile import load_profiles
 from devmig.model.descriptor import DeviceDescriptor, TypeCapability
 from devmig.model.verdict import Verdict
-from devmig.sim.lab import Lab
+from devmig.provision import Candidate, Prepared, make_plan, prepare, release
+from devmig.sim.lab import Lab, SimHost
 
 
 @dataclass
 class HostAnswer:
     host: str
     description: str
-    capability: TypeCapability | None
-    verdict: Verdict | None
-    #: why there is no verdict (no type at all), or None
+    #: the best candidate, or the closest refused one (fewest reasons) when none fits
+    candidate: Candidate | None
+    #: why there is no candidate at all, or None
     note: str | None = None
+
+    @property
+    def capability(self) -> TypeCapability | None:
+        return self.candidate.capability if self.candidate else None
+
+    @property
+    def verdict(self) -> Verdict | None:
+        return self.candidate.verdict if self.candidate else None
+
+    @property
+    def usable(self) -> bool:
+        return self.candidate is not None and self.candidate.usable
 
 
 @dataclass
@@ -31,22 +46,26 @@ class Tour:
     device: str
     descriptor: DeviceDescriptor
     answers: list[HostAnswer] = field(default_factory=list)
+    prepared: Prepared | None = None
+    released: bool = False
 
     @property
     def best(self) -> HostAnswer | None:
-        usable = [
-            a
-            for a in self.answers
-            if a.verdict is not None
-            and a.capability is not None
-            and a.verdict.compatible
-            and (a.capability.available_instances is None or a.capability.available_instances > 0)
+        ranked = [
+            (a.candidate.rank, i, a)
+            for i, a in enumerate(self.answers)
+            if a.usable and a.candidate and a.candidate.rank
         ]
-        return min(usable, key=lambda a: candidate_rank(a.verdict, a.capability)) if usable else None  # type: ignore[arg-type]
+        return min(ranked)[2] if ranked else None
+
+
+def _host(lab: Lab, sim: SimHost) -> Host:
+    return Host(name=f"sim:{lab.name}/{sim.name}", sysfs=sim.kernel.fs, sim=sim)
 
 
 def tour(lab: Lab, device: str | None = None) -> Tour:
-    """Describe a running device of the lab's first host (or `device`) and ask every other host for its best type."""
+    """Describe a running device of the lab's first host (or `device`), plan it on every other host, prepare it on
+    the best one and release it."""
     first = next(iter(lab.hosts.values()))
     if not first.running:
         raise InputError(f"lab {lab.name}: host {first.name} runs no device to migrate")
@@ -55,12 +74,20 @@ def tour(lab: Lab, device: str | None = None) -> Tour:
     inventory = Inventory.scan(first.kernel.fs)
     descriptor = Describer(inventory, profiles).descriptor(inventory.device(chosen))
     result = Tour(lab=lab, source_host=first.name, device=chosen, descriptor=descriptor)
-    for host in list(lab.hosts.values())[1:]:
-        caps, _ = Describer(Inventory.scan(host.kernel.fs), profiles).capabilities()
-        if not caps:
-            result.answers.append(HostAnswer(host.name, host.spec.description, None, None, "no assignable type"))
-            continue
-        verdicts = [(check(descriptor, cap), cap) for cap in caps]
-        verdict, cap = min(verdicts, key=lambda vc: candidate_rank(*vc))
-        result.answers.append(HostAnswer(host.name, host.spec.description, cap, verdict))
+    hosts = {sim.name: _host(lab, sim) for sim in list(lab.hosts.values())[1:]}
+    for name, host in hosts.items():
+        plan = make_plan(descriptor, host, profiles)
+        described = [c for c in plan.rejected if c.verdict is not None]
+        closest = plan.best or min(described, key=lambda c: len(c.reasons), default=None)
+        note = None if closest else "no assignable type"
+        result.answers.append(HostAnswer(name, lab.hosts[name].spec.description, closest, note))
+    best = result.best
+    if best is not None:
+        # The lab's hosts live in this process only: the prepare's journal and record go to a scratch directory.
+        with tempfile.TemporaryDirectory(prefix="devmig-lab-") as scratch:
+            result.prepared = prepare(
+                descriptor, hosts[best.host], source_id=chosen, profiles=profiles, state_dir=scratch
+            )
+            release(result.prepared.id, hosts[best.host], state_dir=scratch)
+            result.released = True
     return result

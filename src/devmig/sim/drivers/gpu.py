@@ -8,11 +8,13 @@ against itself while resuming (a mismatch fails the write), as hisi_acc and qat 
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import errno
+from dataclasses import dataclass, field, replace
 
 from devmig.model.descriptor import ModelSpec, TypeCapability
-from devmig.model.params import ParamSpec
+from devmig.model.params import ParamSpec, ParamValue
 from devmig.sim.drivers.common import make_device
+from devmig.sim.fs import kernel_error
 from devmig.sim.kernel import PciDriver, SimKernel, SimMdev, SimPciFunction, SimType
 from devmig.sim.vfio import SimVfioDevice
 
@@ -114,6 +116,14 @@ class SimGpuDriver:
         return sum(
             int(d.params.get("memory", TYPE_MEMORY[d.type_id])) * int(d.params.get("aggregator", 1)) for d in devices
         )
+
+    def check_param(self, mdev: SimMdev, others: list[SimMdev], name: str, value: ParamValue) -> None:
+        """A larger aggregator takes more of the pool: refused with ENOSPC when the pool cannot give it."""
+        if name not in ("aggregator", "memory"):
+            return
+        trial = replace(mdev, params={**mdev.params, name: value}, vfio=None)
+        if self.used([*others, trial]) > self.memory_mb:
+            raise kernel_error(errno.ENOSPC)
 
     def capacity(self, type_id: str, used: list[SimMdev]) -> int:
         return max(0, (self.memory_mb - self.used(used)) // TYPE_MEMORY[type_id])

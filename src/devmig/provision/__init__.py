@@ -1,0 +1,52 @@
+"""Preparing the destination: the Python API of `devmig plan`, `prepare`, `release` and `recover`, for callers
+such as Nova or KubeVirt.
+
+    from devmig.host.hosts import open_host
+    from devmig.provision import make_plan, prepare, release
+
+    host = open_host()                        # this machine; open_host("sim:beta") for a simulated one
+    prepared = prepare(descriptor, host, uuid=wanted_uuid, persist=True)
+    prepared.mapping()                        # {"target_mdevs": {"source": "<uuid>"}}
+    release(prepared.id, host)
+"""
+
+from __future__ import annotations
+
+from devmig.host.hosts import Host
+from devmig.provision.journal import HostState, Recovered, UnwindError
+from devmig.provision.journal import recover as recover_journals
+from devmig.provision.plan import Candidate, NoCapacityError, Plan, make_plan
+from devmig.provision.prepare import Prepared, Released, prepare, release
+
+
+def recover(host: Host, *, state_dir: str | None = None) -> list[Recovered]:
+    """Finish the undo of every prepare on `host` whose process died (its journal is still on disk)."""
+    return recover_journals(host.sysfs, HostState.of(host.key, state_dir))
+
+
+def plan(source: object, host: Host, *, state_dir: str | None = None) -> Plan:
+    """`devmig plan`: every candidate on `host` for the source descriptor, judged and ranked."""
+    from devmig.host.profile import load_profiles
+    from devmig.model.descriptor import DeviceDescriptor
+
+    assert isinstance(source, DeviceDescriptor)
+    state = HostState.of(host.key, state_dir)
+    claimed = {str(r["device"]): str(r["id"]) for r in state.records() if r.get("kind") == "function"}
+    return make_plan(source, host, load_profiles(), claimed)
+
+
+__all__ = [
+    "Candidate",
+    "HostState",
+    "NoCapacityError",
+    "Plan",
+    "Prepared",
+    "Recovered",
+    "Released",
+    "UnwindError",
+    "make_plan",
+    "plan",
+    "prepare",
+    "recover",
+    "release",
+]
