@@ -41,8 +41,7 @@ class Host:
         from devmig.state import safe_name
 
         if self.sim is not None:
-            lab_name, host = parse_sim(self.name)
-            return safe_name(f"sim-{lab_key(lab_name)}-{host}")
+            return sim_host_key(*parse_sim(self.name))
         root = self.sysfs.root
         return "local" if root == "/" else safe_name(f"root-{root}")
 
@@ -110,6 +109,12 @@ def lab_key(lab_name: str) -> str:
     return lab_name if is_shipped(lab_name) else str(Path(lab_name).resolve())
 
 
+def sim_host_key(lab_name: str, host: str) -> str:
+    from devmig.state import safe_name
+
+    return safe_name(f"sim-{lab_key(lab_name)}-{host}")
+
+
 def sim_state_file(lab_name: str, host: str, state_dir: str | None = None) -> Path:
     from devmig.state import safe_name
     from devmig.state import state_dir as resolve
@@ -145,13 +150,12 @@ def reset_lab(lab_name: str, state_dir: str | None = None) -> int:
     had some."""
     import shutil
 
-    from devmig.state import safe_name
     from devmig.state import state_dir as resolve
 
     lab_dir = sim_state_file(lab_name, "_", state_dir).parent
     count = len(list(lab_dir.glob("*.jsonl"))) if lab_dir.is_dir() else 0
     shutil.rmtree(lab_dir, ignore_errors=True)
     for host in lab(lab_name).hosts:
-        shutil.rmtree(resolve(state_dir) / "hosts" / safe_name(f"sim-{lab_key(lab_name)}-{host}"), ignore_errors=True)
+        shutil.rmtree(resolve(state_dir) / "hosts" / sim_host_key(lab_name, host), ignore_errors=True)
     forget_labs()
     return count

@@ -13,6 +13,8 @@ such as Nova or KubeVirt.
 from __future__ import annotations
 
 from devmig.host.hosts import Host
+from devmig.host.profile import Profile, load_profiles
+from devmig.model.descriptor import DeviceDescriptor
 from devmig.provision.journal import HostState, Recovered, UnwindError
 from devmig.provision.journal import recover as recover_journals
 from devmig.provision.plan import Candidate, NoCapacityError, Plan, make_plan
@@ -24,15 +26,13 @@ def recover(host: Host, *, state_dir: str | None = None) -> list[Recovered]:
     return recover_journals(host.sysfs, HostState.of(host.key, state_dir))
 
 
-def plan(source: object, host: Host, *, state_dir: str | None = None) -> Plan:
-    """`devmig plan`: every candidate on `host` for the source descriptor, judged and ranked."""
-    from devmig.host.profile import load_profiles
-    from devmig.model.descriptor import DeviceDescriptor
-
-    assert isinstance(source, DeviceDescriptor)
-    state = HostState.of(host.key, state_dir)
-    claimed = {str(r["device"]): str(r["id"]) for r in state.records() if r.get("kind") == "function"}
-    return make_plan(source, host, load_profiles(), claimed)
+def plan(
+    source: DeviceDescriptor, host: Host, *, profiles: list[Profile] | None = None, state_dir: str | None = None
+) -> Plan:
+    """`devmig plan`: every candidate on `host` for the source descriptor, judged and ranked; functions that
+    earlier prepares claimed are not offered."""
+    claimed = HostState.of(host.key, state_dir).claimed()
+    return make_plan(source, host, load_profiles() if profiles is None else profiles, claimed)
 
 
 __all__ = [

@@ -101,6 +101,10 @@ class HostState:
         path = self.record_path(prepare_id)
         return read_record(path) if path.exists() else None
 
+    def claimed(self) -> dict[str, str]:
+        """PCI functions that finished prepares hold: address -> prepare id (not free for another prepare)."""
+        return {str(r["device"]): str(r["id"]) for r in self.records() if r.get("kind") == "function"}
+
     def find(self, device: str) -> dict[str, Any] | None:
         """The record of a prepare by its id, its device's UUID or its device's address."""
         wanted = device.lower()

@@ -268,11 +268,16 @@ def _check_id(uuid: str | None) -> str:
         raise InputError(f"prepare id {uuid!r}: expected a UUID such as 83b8f4f2-509f-382f-3c1e-e6bfe0fa1001") from None
 
 
+def _device_dir(record: Mapping[str, Any]) -> str:
+    """Where the recorded device shows in sysfs."""
+    return f"{MDEV_DEVICES if record['kind'] == 'mdev' else 'sys/bus/pci/devices'}/{record['device']}"
+
+
 def _existing(host: Host, record: Mapping[str, Any], source: DeviceDescriptor) -> Prepared:
     if record.get("source") != _source_json(source):
         raise RefusedError(f"prepare {record['id']}: already made on {host.name} for a different source device")
     device = str(record["device"])
-    rel = f"{MDEV_DEVICES}/{device}" if record["kind"] == "mdev" else f"sys/bus/pci/devices/{device}/driver"
+    rel = _device_dir(record) if record["kind"] == "mdev" else f"{_device_dir(record)}/driver"
     if not host.sysfs.exists(rel):
         raise RefusedError(
             f"prepare {record['id']}: recorded, but its device {device} is gone from {host.name} (was the host "
@@ -303,8 +308,7 @@ def prepare(
             f"mdev {prepare_id} already exists on {host.name} and devmig did not prepare it: choose another UUID"
         )
     profiles = load_profiles() if profiles is None else profiles
-    claimed = {str(r["device"]): str(r["id"]) for r in state.records() if r.get("kind") == "function"}
-    plan = make_plan(source, host, profiles, claimed)
+    plan = make_plan(source, host, profiles, state.claimed())
     plan.require()
     attempt = _Attempt(host, state, prepare_id, source, profiles)
     failures: list[tuple[Candidate, DevmigError]] = []
@@ -326,13 +330,7 @@ def prepare(
 
 
 def _group_of(root: Sysfs, record: Mapping[str, Any]) -> int | None:
-    device = str(record["device"])
-    rel = (
-        f"{MDEV_DEVICES}/{device}/iommu_group"
-        if record["kind"] == "mdev"
-        else f"sys/bus/pci/devices/{device}/iommu_group"
-    )
-    name = root.link_name(rel)
+    name = root.link_name(f"{_device_dir(record)}/iommu_group")
     return int(name) if name is not None and name.isdigit() else None
 
 
