@@ -42,7 +42,7 @@ def parameter_changes(capability: TypeCapability, plan: Mapping[str, ParamValue]
     """How many planned writes set a value other than the one a new device starts with."""
     if not plan:
         return 0
-    specs = {name: spec for model in capability.models.values() for name, spec in model.params.items()}
+    specs = capability.param_specs()
     return sum(1 for name, value in plan.items() if name not in specs or specs[name].init_value != value)
 
 

@@ -323,7 +323,7 @@ class Describer:
         if cap.confidence == "declared":
             return self._declared_descriptor(f"mdev {device.uuid}", device.path, cap)
         # A profile fixes each parameter by type (its init value); unverified documents have none.
-        return _descriptor_of(cap, {n: p.init_value for spec in cap.models.values() for n, p in spec.params.items()})
+        return _descriptor_of(cap, {n: p.init_value for n, p in cap.param_specs().items()})
 
     def _declared_descriptor(self, what: str, path: str, cap: TypeCapability) -> DeviceDescriptor:
         """A device whose driver declares the interface: its `migration/<param>` values, off ones left out."""

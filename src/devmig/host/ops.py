@@ -34,6 +34,10 @@ class RefusedError(DevmigError):
     """The host refused a change (no capacity, a device in use, a driver that would not bind)."""
 
 
+class NoCapacityError(RefusedError):
+    """No free instance: the type is full, the driver has no room, or a concurrent prepare took the last one."""
+
+
 @dataclass(frozen=True)
 class UndoStep:
     """How to take one change back: an operation of `UNDO` and its arguments (strings, or None)."""
@@ -120,12 +124,13 @@ def create_mdev(root: Sysfs, parent: str, type_id: str, uuid: str | None = None)
         raise RefusedError(f"mdev {device}: already exists")
     free = root.read_optional(f"{type_dir}/available_instances")
     if free is not None and free.strip().isdigit() and int(free) == 0:
-        raise RefusedError(f"mdev type {parent}/{type_id}: no free instance (available_instances is 0)")
+        raise NoCapacityError(f"mdev type {parent}/{type_id}: no free instance (available_instances is 0)")
     try:
         root.write(f"{type_dir}/create", device)
     except SysfsError as exc:
         reason = _CREATE_ERRORS.get(exc.errno or 0, "the kernel refused")
-        raise RefusedError(f"creating mdev {device} of type {parent}/{type_id}: {reason} ({exc})") from None
+        error = NoCapacityError if exc.errno in (errno.ENOSPC, errno.EDQUOT) else RefusedError
+        raise error(f"creating mdev {device} of type {parent}/{type_id}: {reason} ({exc})") from None
     if not _wait_for(lambda: root.exists(f"{MDEV_DEVICES}/{device}")):
         raise RefusedError(f"creating mdev {device}: the write was accepted but no device appeared")
 

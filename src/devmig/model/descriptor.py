@@ -123,6 +123,10 @@ class TypeCapability(BaseModel):
         _check_identity(self.device_api, self.api, self.confidence)
         return self
 
+    def param_specs(self) -> dict[str, ParamSpec]:
+        """The parameters of its models by name, in declaration order (the RFC expects one model per type)."""
+        return {name: spec for model in self.models.values() for name, spec in model.params.items()}
+
 
 class DeviceDescriptor(BaseModel):
     """One source device instance and its migration parameter list.

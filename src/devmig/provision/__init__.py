@@ -13,11 +13,12 @@ such as Nova or KubeVirt.
 from __future__ import annotations
 
 from devmig.host.hosts import Host
+from devmig.host.ops import NoCapacityError
 from devmig.host.profile import Profile, load_profiles
 from devmig.model.descriptor import DeviceDescriptor
 from devmig.provision.journal import HostState, Recovered, UnwindError
 from devmig.provision.journal import recover as recover_journals
-from devmig.provision.plan import Candidate, NoCapacityError, Plan, make_plan
+from devmig.provision.plan import Candidate, Plan, make_plan
 from devmig.provision.prepare import Prepared, Released, prepare, release
 
 

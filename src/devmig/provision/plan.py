@@ -23,7 +23,7 @@ from devmig.host.describe import Describer
 from devmig.host.devices import MdevType, PciFunction
 from devmig.host.hosts import Host
 from devmig.host.inventory import Inventory
-from devmig.host.ops import RefusedError
+from devmig.host.ops import NoCapacityError
 from devmig.host.profile import Profile
 from devmig.model.descriptor import DeviceDescriptor, TypeCapability
 from devmig.model.verdict import Verdict
@@ -33,10 +33,6 @@ FUNCTION_TYPE = re.compile(r"^(?P<driver>[A-Za-z0-9_.-]+):(?P<pci_id>[0-9a-f]{4}
 
 Kind = Literal["mdev", "function"]
 NO_ROOM = "no free instance (available_instances is 0)"
-
-
-class NoCapacityError(RefusedError):
-    """Devices that would fit exist, but every one is full (or was taken by a concurrent prepare)."""
 
 
 @dataclass

@@ -30,9 +30,10 @@ from devmig.host.describe import Describer, parse_param_text
 from devmig.host.devices import PciFunction
 from devmig.host.hosts import Host
 from devmig.host.inventory import Inventory
-from devmig.host.mdev import MDEV_BUS_CLASS, MDEV_DEVICES
+from devmig.host.mdev import MDEV_DEVICES
 from devmig.host.mdevctl import MDEVCTL_CONFIG_DIR, definition
 from devmig.host.ops import (
+    NoCapacityError,
     RefusedError,
     UndoStep,
     bind_pci,
@@ -45,10 +46,10 @@ from devmig.host.ops import (
 from devmig.host.profile import Profile, load_profiles
 from devmig.host.sysfs import Sysfs, SysfsError
 from devmig.model.descriptor import DeviceDescriptor, TypeCapability
-from devmig.model.params import ParamSpec, ParamValue, param_text
+from devmig.model.params import ParamValue, param_text
 from devmig.provision.journal import HostState, Journal, UnwindError, undo_all
 from devmig.provision.locks import LOCK_TIMEOUT, parent_lock
-from devmig.provision.plan import Candidate, Kind, NoCapacityError, make_plan
+from devmig.provision.plan import Candidate, Kind, make_plan
 
 
 @dataclass
@@ -144,10 +145,6 @@ def _source_json(source: DeviceDescriptor) -> dict[str, Any]:
     return source.model_dump(mode="json", exclude_none=True)
 
 
-def _specs(cap: TypeCapability) -> dict[str, ParamSpec]:
-    return {name: spec for model in cap.models.values() for name, spec in model.params.items()}
-
-
 class _Attempt:
     """One candidate's prepare, under its parent's lock, with its journal."""
 
@@ -178,17 +175,9 @@ class _Attempt:
 
     def _mdev(self, journal: Journal, cand: Candidate, persist: bool) -> Prepared:
         assert cand.capability is not None and cand.verdict is not None
-        type_dir = f"{self.root.readlink(f'{MDEV_BUS_CLASS}/{cand.parent}')}/mdev_supported_types/{cand.type}"
-        free = self.root.read_optional(f"{type_dir}/available_instances")
-        if free is not None and free.strip() == "0":
-            raise NoCapacityError(f"mdev type {cand.label}: no free instance left (taken since the plan was made)")
         journal.record(f"create mdev {self.id} of type {cand.label}", undo_create_mdev(self.id))
-        try:
-            create_mdev(self.root, cand.parent, cand.type, self.id)
-        except RefusedError as exc:
-            if "no free instance" in str(exc):
-                raise NoCapacityError(str(exc)) from None
-            raise
+        # Under the lock, create_mdev's own look at available_instances sees what other prepares left.
+        create_mdev(self.root, cand.parent, cand.type, self.id)
         path = self.root.readlink(f"{MDEV_DEVICES}/{self.id}")
         written = self._write_params(journal, f"mdev {self.id}", path, cand.capability, cand.verdict.plan or {}, False)
         persisted = None
@@ -237,11 +226,11 @@ class _Attempt:
     ) -> dict[str, ParamValue]:
         """Each parameter once, in the destination's order, each read back. A new mdev needs no undo per write (its
         removal takes them all); a claimed function gets its old values back."""
-        specs = _specs(cap)
         if cap.confidence != "declared":
             # A profile's parameters are fixed by the type (mtty's nr_ports): the driver has no migration/ files,
             # and creating the type was the whole configuration.
             return {}
+        specs = cap.param_specs()
         written: dict[str, ParamValue] = {}
         for name, value in plan.items():
             rel = f"{path}/migration/{name}"
