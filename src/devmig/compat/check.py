@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from devmig.compat.plan import write_plan
-from devmig.compat.rules import RULES, Context
+from devmig.compat.rules import RULES, Context, finding, show
 from devmig.errors import IncompatibleError
 from devmig.model.descriptor import DeviceDescriptor, TypeCapability
 from devmig.model.params import ParamValue
@@ -18,6 +18,31 @@ def check(source: DeviceDescriptor, destination: TypeCapability) -> Verdict:
     level: Level = "incompatible" if not compatible else ("compatible" if findings else "identical")
     plan = write_plan(ctx.params, source.params) if compatible and ctx.params is not None else None
     return Verdict(compatible=compatible, level=level, findings=findings, plan=plan)
+
+
+def check_device(source: DeviceDescriptor, destination: TypeCapability, device: DeviceDescriptor) -> Verdict:
+    """Can `source`'s state load into the existing destination `device` of type `destination`? The type must be
+    compatible and every parameter of the write plan must already hold its planned value on the device (devmig
+    prepare wrote them); a parameter that does not is an error naming both values. Pure: no I/O."""
+    verdict = check(source, destination)
+    if not verdict.compatible or verdict.plan is None:
+        return verdict
+    unprepared = [
+        finding(
+            "destination-not-prepared",
+            f"params.{name}",
+            f"the destination device has {name}={show(device.params.get(name))}, the source needs {show(value)} "
+            "(devmig prepare writes it)",
+            value,
+            device.params.get(name),
+        )
+        for name, value in verdict.plan.items()
+        if name in device.params and device.params[name] != value
+    ]
+    if not unprepared:
+        return verdict
+    findings = verdict.findings + unprepared
+    return Verdict(compatible=False, level="incompatible", findings=findings, plan=None)
 
 
 def plan_params(source: DeviceDescriptor, destination: TypeCapability) -> dict[str, ParamValue]:

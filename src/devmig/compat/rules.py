@@ -35,6 +35,10 @@ CODES: dict[str, tuple[Severity, str]] = {
         "error",
         "the source does not list a parameter (it is off there) but the destination cannot switch it off",
     ),
+    "destination-not-prepared": (
+        "error",
+        "an existing destination device holds another value than the write plan's (check_device, at migration)",
+    ),
 }
 
 

@@ -311,14 +311,14 @@ class Describer:
             "(devmig list shows its UUID)"
         )
 
-    def _mdev_type(self, device: MdevDevice) -> MdevType:
+    def mdev_type(self, device: MdevDevice) -> MdevType:
         found = self.inv.find_type(device.type or "", device.parent)
         if device.type is None or not found:
             raise SysfsError(f"mdev {device.uuid}: its type {device.type or '(unknown)'} is not readable")
         return found[0]
 
     def mdev_descriptor(self, device: MdevDevice) -> DeviceDescriptor:
-        mtype = self._mdev_type(device)
+        mtype = self.mdev_type(device)
         cap = self.type_capability(mtype)
         if cap.confidence == "declared":
             return self._declared_descriptor(f"mdev {device.uuid}", device.path, cap)

@@ -13,19 +13,15 @@ its record.
 
 from __future__ import annotations
 
-import contextlib
 import errno
-import signal
-import threading
 import time
 import uuid as uuidlib
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from types import FrameType
 from typing import Any
 
 from devmig.compat import check
-from devmig.errors import DevmigError, IncompatibleError, InputError, SignalledError
+from devmig.errors import DevmigError, IncompatibleError, InputError
 from devmig.host.describe import Describer, parse_param_text
 from devmig.host.devices import PciFunction
 from devmig.host.hosts import Host
@@ -50,6 +46,7 @@ from devmig.model.params import ParamValue, param_text
 from devmig.provision.journal import HostState, Journal, UnwindError, undo_all
 from devmig.provision.locks import LOCK_TIMEOUT, parent_lock
 from devmig.provision.plan import Candidate, Kind, make_plan
+from devmig.signals import signals_raise
 
 
 @dataclass
@@ -121,24 +118,6 @@ class Released:
 
     def to_dict(self) -> dict[str, Any]:
         return {"id": self.id, "device": self.device, "undone": self.undone}
-
-
-@contextlib.contextmanager
-def signals_raise() -> Iterator[None]:
-    """SIGTERM and SIGHUP raise SignalledError (as SIGINT raises KeyboardInterrupt), so the journal unwinds."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-
-    def handler(signum: int, frame: FrameType | None) -> None:
-        raise SignalledError(f"stopped by {signal.Signals(signum).name}; the changes made so far were undone")
-
-    old = {sig: signal.signal(sig, handler) for sig in (signal.SIGTERM, signal.SIGHUP)}
-    try:
-        yield
-    finally:
-        for sig, previous in old.items():
-            signal.signal(sig, previous)
 
 
 def _source_json(source: DeviceDescriptor) -> dict[str, Any]:

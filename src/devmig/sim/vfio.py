@@ -45,10 +45,12 @@ import json
 import os
 import random
 import struct
+import threading
 import zlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from enum import IntEnum
+from typing import Concatenate, ParamSpec, Protocol, TypeVar
 
 from devmig.migrate import fsm
 from devmig.migrate.fsm import (
@@ -108,6 +110,27 @@ def _parse_version(text: str) -> tuple[int, int, int] | None:
     if len(parts) != 3 or not all(p.isdigit() for p in parts):
         return None
     return int(parts[0]), int(parts[1]), int(parts[2])
+
+
+class _Locked(Protocol):
+    @property
+    def lock(self) -> threading.RLock: ...
+
+
+_S = TypeVar("_S", bound=_Locked)
+_P = ParamSpec("_P")
+_R = TypeVar("_R")
+
+
+def serialized(method: Callable[Concatenate[_S, _P], _R]) -> Callable[Concatenate[_S, _P], _R]:
+    """One call at a time per device: the guest (another thread) and the migration share it, as on a real one."""
+
+    def run(self: _S, /, *args: _P.args, **kwargs: _P.kwargs) -> _R:
+        with self.lock:
+            return method(self, *args, **kwargs)
+
+    run.__name__, run.__doc__ = getattr(method, "__name__", "method"), method.__doc__
+    return run
 
 
 # -- the device's contents ------------------------------------------------------------------------------------------
@@ -301,6 +324,10 @@ class SimDataFd:
         self._buffer = bytearray()
         self._records = 0
 
+    @property
+    def lock(self) -> threading.RLock:
+        return self.device.lock
+
     def __enter__(self) -> SimDataFd:
         return self
 
@@ -321,7 +348,7 @@ class SimDataFd:
     def read(self, size: int = 1 << 20) -> bytes:
         raise _error(errno.EBADF, self._alive("read"), "a resuming data_fd is open for writing only")
 
-    def write(self, data: bytes) -> int:
+    def write(self, data: bytes | memoryview) -> int:
         raise _error(errno.EBADF, self._alive("write"), "a saving data_fd is open for reading only")
 
     def precopy_info(self) -> tuple[int, int]:
@@ -366,6 +393,7 @@ class SavingFd(SimDataFd):
         self._emit(RecordKind.QUEUES, 0, bytes(state.queues))
         self._buffer += _record(RecordKind.END, self._records)
 
+    @serialized
     def read(self, size: int = 1 << 20) -> bytes:
         """Up to `size` bytes. In PRE_COPY(_P2P) ENOMSG when nothing is pending; in STOP_COPY b"" is the end."""
         what = self._alive("read")
@@ -381,6 +409,7 @@ class SavingFd(SimDataFd):
         self._initial = max(0, self._initial - len(chunk))
         return chunk
 
+    @serialized
     def precopy_info(self) -> tuple[int, int]:
         """VFIO_MIG_GET_PRECOPY_INFO: (initial_bytes, dirty_bytes); EINVAL outside PRE_COPY and PRE_COPY_P2P."""
         what = self._alive("VFIO_MIG_GET_PRECOPY_INFO")
@@ -421,7 +450,8 @@ class ResumingFd(SimDataFd):
         self._refused = reason
         return _error(err, f"{self.device.name}: data_fd write", f"refusing the incoming stream: {reason}")
 
-    def write(self, data: bytes) -> int:
+    @serialized
+    def write(self, data: bytes | memoryview) -> int:
         """Take the next bytes of the stream. Returns len(data); VfioError when the driver refuses the stream."""
         what = self._alive("write")
         if self._refused is not None:
@@ -539,6 +569,7 @@ class SimVfioDevice:
         if device_api not in DEVICE_APIS:
             raise ValueError(f"device API {device_api!r}: the simulator knows {sorted(DEVICE_APIS)}")
         self.name, self.group, self.device_api = name, group, device_api
+        self._lock = threading.RLock()
         self.state = state if state is not None else DeviceState.create()
         self._flags = migration_flags
         self._header = header if header is not None else StreamHeader("devmig.sim/device", "1.0.0")
@@ -550,6 +581,10 @@ class SimVfioDevice:
         self._session: SimDataFd | None = None
         self._log: _DmaLog | None = None
         self._failures: dict[tuple[MigState, MigState], int] = {}
+
+    @property
+    def lock(self) -> threading.RLock:
+        return self._lock
 
     def __repr__(self) -> str:
         return f"SimVfioDevice({self.name!r}, {self._mig_state.name}, migration_flags={self._flags})"
@@ -598,6 +633,7 @@ class SimVfioDevice:
 
     # -- the device fd -----------------------------------------------------------------------------------------------
 
+    @serialized
     def open(self) -> None:
         """A user opens the device: the first open starts in RUNNING, as vfio-pci variant drivers do."""
         if self.open_count == 0:
@@ -607,6 +643,7 @@ class SimVfioDevice:
         if self._on_open is not None:
             self._on_open(self)
 
+    @serialized
     def close(self) -> None:
         """The last close drops the migration session and stops DMA logging."""
         if self.open_count == 0:
@@ -618,22 +655,26 @@ class SimVfioDevice:
         if self._on_close is not None:
             self._on_close(self)
 
+    @serialized
     def reset(self) -> None:
         """VFIO_DEVICE_RESET: back to RUNNING, the session dropped (the contents are kept)."""
         self._drop_session("the device was reset")
         self._mig_state = RUNNING
 
+    @serialized
     def guest_tick(self, rng: random.Random, pages: int = 3) -> list[int]:
         """The guest uses the device: it changes only while the device executes (RUNNING, PRE_COPY and P2P)."""
         return self.state.guest_tick(rng, pages) if self._mig_state in EXECUTING else []
 
     # -- migration ---------------------------------------------------------------------------------------------------
 
+    @serialized
     def get_state(self) -> MigState:
         """VFIO_DEVICE_FEATURE GET MIG_DEVICE_STATE: allowed in every state."""
         self._require_migration("VFIO_DEVICE_FEATURE GET MIG_DEVICE_STATE")
         return self._mig_state
 
+    @serialized
     def set_state(self, target: int) -> SimDataFd | None:
         """VFIO_DEVICE_FEATURE SET MIG_DEVICE_STATE: walk fsm.path() one arc at a time.
 
@@ -688,6 +729,7 @@ class SimVfioDevice:
         """Make the next run of the arc cur -> nxt fail with `err` (the device then enters ERROR): for tests."""
         self._failures[(cur, nxt)] = err
 
+    @serialized
     def mig_data_size(self) -> int:
         """VFIO_DEVICE_FEATURE GET MIG_DATA_SIZE: the bytes STOP_COPY would still stream (any state)."""
         self._require_migration("VFIO_DEVICE_FEATURE GET MIG_DATA_SIZE")
@@ -705,6 +747,7 @@ class SimVfioDevice:
             raise _error(errno.ENOTTY, what, "the driver implements no DMA logging")
         return what
 
+    @serialized
     def dma_logging_start(self, ranges: Sequence[tuple[int, int]], page_size: int) -> int:
         """DMA_LOGGING_START over (iova, length) ranges; returns the page size the driver chose."""
         what = self._require_log("SET DMA_LOGGING_START")
@@ -729,6 +772,7 @@ class SimVfioDevice:
         self._log = _DmaLog(list(ranges), chosen, self.state.track())
         return chosen
 
+    @serialized
     def dma_logging_report(self, iova: int, length: int, page_size: int) -> bytes:
         """DMA_LOGGING_REPORT: a bitmap (u64 words, little-endian; bit i = the page at iova + i * page_size) of the
         pages written since the last report; the reported pages are cleared from the log."""
@@ -754,6 +798,7 @@ class SimVfioDevice:
             self._log.pages.discard(page)
         return bytes(bitmap)
 
+    @serialized
     def dma_logging_stop(self) -> None:
         self._require_log("SET DMA_LOGGING_STOP")
         self._stop_log()

@@ -1,0 +1,232 @@
+"""`devmig migrate | receive | save | restore`: move a device's state with the VFIO migration protocol.
+
+    devmig receive DEVICE --listen [ADDR:]PORT      on the destination, first
+    devmig migrate DEVICE --to HOST:PORT            on the source
+    devmig save DEVICE FILE / devmig restore DEVICE FILE
+
+Exit codes: 0 moved; 1 refused (incompatible, a driver or the peer failed; the source is back in RUNNING);
+2 bad input (an address, a file that is not a devmig stream, a corrupt record); 130 a signal (after recovering).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any, TypeVar
+
+import click
+
+from devmig.cli.describe import profiles_dir_option
+from devmig.cli.hostopts import sysfs_root_option
+from devmig.cli.options import Options, emit_json, output_options, resolve
+from devmig.cli.progress import ProgressView, result_json, summary
+from devmig.errors import ExitCode
+from devmig.migrate.device import MigrationDevice
+from devmig.migrate.session import Budget, Destination, Judge, Outcome, Source, accept_all
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def budget_options(func: F) -> F:
+    func = click.option(
+        "--downtime-ms",
+        type=click.FloatRange(min=0),
+        default=Budget.downtime * 1000,
+        show_default=True,
+        help="Switch to stop-copy once what is left would take no longer than this at the measured rate.",
+    )(func)
+    return click.option(
+        "--max-rounds",
+        type=click.IntRange(min=0),
+        default=Budget.max_rounds,
+        show_default=True,
+        help="Pre-copy rounds at most (0: go to stop-copy at once).",
+    )(func)
+
+
+def timeout_option(func: F) -> F:
+    return click.option(
+        "--timeout",
+        type=click.FloatRange(min=0.1),
+        default=60.0,
+        show_default=True,
+        help="Seconds of silence from the peer after which it is taken for gone.",
+    )(func)
+
+
+def no_check_option(func: F) -> F:
+    return click.option(
+        "--no-check",
+        is_flag=True,
+        help="Accept any sender's state and let the driver judge it (a driver test bench; not for production).",
+    )(func)
+
+
+@contextmanager
+def _device(host: str | None, sysfs_root: str, name: str) -> Iterator[tuple[Any, MigrationDevice]]:
+    from devmig.host.hosts import open_host
+    from devmig.signals import signals_raise
+
+    opened = open_host(host, sysfs_root)
+    with signals_raise(), opened.vfio(name) as device:
+        yield opened, device
+
+
+def _judge(opened: Any, name: str, no_check: bool, profiles_dir: str | None) -> Judge:
+    if no_check:
+        return accept_all
+    from devmig.migrate.identity import describe_destination, judge_for
+
+    return judge_for(*describe_destination(opened.sysfs, name, profiles_dir))
+
+
+def _source(
+    opened: Any, device: MigrationDevice, name: str, profiles_dir: str | None, budget: Budget, view: ProgressView
+) -> Source:
+    from devmig.migrate.identity import source_hello
+
+    return Source(device, identity=source_hello(opened.sysfs, name, profiles_dir), budget=budget, progress=view)
+
+
+def _report(opts: Options, verb: str, outcome: Outcome, where: str, **extra: Any) -> int:
+    if opts.json:
+        emit_json(result_json(outcome, **extra), opts)
+    else:
+        click.echo(summary(verb, outcome, where))
+    return ExitCode.OK
+
+
+@click.command(name="migrate")
+@click.argument("device")
+@click.option("--to", "to", required=True, metavar="HOST:PORT", help="Where `devmig receive` listens.")
+@budget_options
+@timeout_option
+@sysfs_root_option
+@profiles_dir_option
+@output_options
+def migrate(
+    device: str,
+    to: str,
+    max_rounds: int,
+    downtime_ms: float,
+    timeout: float,
+    sysfs_root: str,
+    host: str | None,
+    profiles_dir: str | None,
+    json_output: bool,
+    pretty: bool,
+) -> int:
+    """Send DEVICE's state to `devmig receive` on another host: pre-copy while it runs, then stop-copy.
+
+    The receiver checks DEVICE's descriptor before any state is sent and refuses an incompatible device with every
+    reason. On any failure DEVICE is put back to RUNNING with its state intact; on success it is left in STOP.
+    """
+    from devmig.migrate import transport
+
+    opts = resolve(json_output, pretty)
+    address = transport.parse_address(to)
+    with _device(host, sysfs_root, device) as (opened, dev), ProgressView(opts, f"migrate {device}") as view:
+        source = _source(opened, dev, device, profiles_dir, Budget(max_rounds, downtime_ms / 1000), view)
+        outcome = transport.send(source, transport.connect(address, timeout))
+    return _report(opts, "migrated", outcome, f"to {address}")
+
+
+@click.command(name="receive")
+@click.argument("device")
+@click.option("--listen", "listen", required=True, metavar="[ADDR:]PORT", help="Where to wait (ADDR: all).")
+@no_check_option
+@timeout_option
+@sysfs_root_option
+@profiles_dir_option
+@output_options
+def receive(
+    device: str,
+    listen: str,
+    no_check: bool,
+    timeout: float,
+    sysfs_root: str,
+    host: str | None,
+    profiles_dir: str | None,
+    json_output: bool,
+    pretty: bool,
+) -> int:
+    """Wait for one `devmig migrate` and load its state into DEVICE (a new device, e.g. made by devmig prepare).
+
+    The sender's descriptor is checked against DEVICE first; an incompatible sender is refused before it sends any
+    state. On a failure DEVICE is reset. Prints "listening on ADDR:PORT" (or a JSON event) once ready.
+    """
+    from devmig.migrate import transport
+
+    opts = resolve(json_output, pretty)
+    address = transport.parse_address(listen, default_host="")
+    with _device(host, sysfs_root, device) as (opened, dev):
+        judge = _judge(opened, device, no_check, profiles_dir)
+        with transport.listen(address) as listener:
+            bound = transport.Address(*listener.getsockname()[:2])
+            if opts.json:
+                emit_json({"event": "listening", "address": str(bound)}, opts)
+            else:
+                click.echo(f"listening on {bound}", err=True)
+            channel = transport.accept(listener, idle=timeout)
+        with ProgressView(opts, f"receive {device}") as view:
+            outcome = transport.receive(Destination(dev, judge=judge, progress=view), channel)
+    return _report(opts, "received", outcome, f"from {channel.name}")
+
+
+@click.command(name="save")
+@click.argument("device")
+@click.argument("file", type=click.Path(dir_okay=False))
+@budget_options
+@sysfs_root_option
+@profiles_dir_option
+@output_options
+def save(
+    device: str,
+    file: str,
+    max_rounds: int,
+    downtime_ms: float,
+    sysfs_root: str,
+    host: str | None,
+    profiles_dir: str | None,
+    json_output: bool,
+    pretty: bool,
+) -> int:
+    """Write DEVICE's state to FILE (a devmig stream), then put DEVICE back to RUNNING: a checkpoint.
+
+    FILE appears only once whole; a failed save leaves no file behind.
+    """
+    from devmig.migrate import transport
+
+    opts = resolve(json_output, pretty)
+    with _device(host, sysfs_root, device) as (opened, dev), ProgressView(opts, f"save {device}") as view:
+        source = _source(opened, dev, device, profiles_dir, Budget(max_rounds, downtime_ms / 1000), view)
+        outcome = transport.save(source, file)
+    return _report(opts, "saved", outcome, f"to {file}")
+
+
+@click.command(name="restore")
+@click.argument("device")
+@click.argument("file", type=click.Path(dir_okay=False))
+@no_check_option
+@sysfs_root_option
+@profiles_dir_option
+@output_options
+def restore(
+    device: str,
+    file: str,
+    no_check: bool,
+    sysfs_root: str,
+    host: str | None,
+    profiles_dir: str | None,
+    json_output: bool,
+    pretty: bool,
+) -> int:
+    """Load the state in FILE (written by devmig save) into DEVICE, after checking FILE's descriptor against it."""
+    from devmig.migrate import transport
+
+    opts = resolve(json_output, pretty)
+    with _device(host, sysfs_root, device) as (opened, dev):
+        judge = _judge(opened, device, no_check, profiles_dir)
+        with ProgressView(opts, f"restore {device}") as view:
+            outcome = transport.restore(Destination(dev, judge=judge, progress=view), file)
+    return _report(opts, "restored", outcome, f"from {file}")

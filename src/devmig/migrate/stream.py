@@ -1,0 +1,237 @@
+"""devmig's migration stream: a versioned preamble, then framed records, each with its length and a CRC32C.
+
+The device's own bytes are opaque (the uAPI says so): devmig carries them in order inside DATA records and never
+looks into them. Around them it says who sends what (HELLO, with the source's descriptor) and where the data ends
+(END, with the byte and record counts), so a receiver can refuse an incompatible device before a byte of state
+arrives, and can tell a cut stream from a whole one.
+
+Layout (little-endian):
+
+    preamble  "<8sHHI": magic b"DEVMIGMS", major, minor, flags (0)
+    record    "<BBHII": kind, flags, reserved (0), payload length, CRC32C over the first 8 header bytes and the
+              payload; then the payload
+
+Versions: a reader takes any stream of a major it knows, whatever its minor. A newer minor may add record kinds;
+those it marks OPTIONAL are skipped by older readers, any other unknown kind is refused by name. A new major is
+refused with both versions named. So a newer devmig reads an older stream, and an older one reads a newer stream
+as far as it safely can.
+
+The same framing carries the receiver's replies on a two-way transport (VERDICT, then RESULT).
+"""
+
+from __future__ import annotations
+
+import json
+import struct
+from dataclasses import dataclass
+from enum import IntEnum, IntFlag
+from typing import Any, Final, Protocol
+
+import crc32c
+
+from devmig.errors import DevmigError, ExitCode
+
+MAGIC: Final = b"DEVMIGMS"
+VERSION: Final = (1, 0)
+#: majors this devmig reads
+READS_MAJORS: Final = frozenset({1})
+PREAMBLE: Final = struct.Struct("<8sHHI")
+FRAME: Final = struct.Struct("<BBHII")
+#: a record larger than this is garbage, not data (devmig writes at most CHUNK bytes a record)
+MAX_RECORD: Final = 64 << 20
+#: how much device data one DATA record carries
+CHUNK: Final = 1 << 20
+
+
+class Kind(IntEnum):
+    HELLO = 1  # JSON: the sender, the device, its descriptor, its migration flags, the size estimate
+    DATA = 2  # device bytes, in order
+    END = 3  # "<QQ": data bytes, data records: the stream is whole
+    ABORT = 4  # JSON {"reason"}: the sender gave up; the receiver must not load what it has
+    VERDICT = 16  # reply, JSON: {"accept": bool, "reason": str | null, "verdict": Verdict | null}
+    RESULT = 17  # reply, JSON: {"ok": bool, "error": str | null, "bytes": int}
+
+
+class Flag(IntFlag):
+    NONE = 0
+    OPTIONAL = 1  # a reader that does not know the kind skips the record
+    PRECOPY = 2  # DATA read while the device was still running (pre-copy)
+
+
+END: Final = struct.Struct("<QQ")
+
+
+class StreamError(DevmigError):
+    """The stream was cut or is incomplete: the sender stopped, or the connection was lost."""
+
+
+class StreamFormatError(StreamError):
+    """The bytes are not a devmig stream this devmig can read: another format, a newer major version, corrupt."""
+
+    exit_code = ExitCode.BAD_INPUT
+
+
+class Channel(Protocol):
+    """Bytes in order, one way or both: a socket, a file, a pipe (devmig.migrate.transport)."""
+
+    name: str
+
+    def send(self, *parts: bytes | memoryview) -> None:
+        """Send every byte of every part, in order."""
+        ...
+
+    def recv_into(self, view: memoryview) -> int:
+        """Fill part of `view`; 0 at the end of the stream."""
+        ...
+
+
+@dataclass(frozen=True)
+class Record:
+    kind: Kind
+    flags: Flag
+    #: valid until the next read from the same reader (its buffer is reused)
+    payload: memoryview
+
+    def json(self) -> dict[str, Any]:
+        try:
+            value = json.loads(bytes(self.payload))
+        except ValueError as exc:
+            raise StreamFormatError(f"{self.kind.name} record: its JSON is malformed ({exc})") from None
+        if not isinstance(value, dict):
+            raise StreamFormatError(f"{self.kind.name} record: expected a JSON object")
+        return value
+
+
+def preamble(version: tuple[int, int] = VERSION) -> bytes:
+    return PREAMBLE.pack(MAGIC, version[0], version[1], 0)
+
+
+def frame(kind: int, payload: bytes | memoryview = b"", flags: int = 0) -> bytes:
+    """The header of one record (send the payload after it)."""
+    head = struct.pack("<BBHI", kind, flags, 0, len(payload))
+    return head + crc32c.crc32c(payload, crc32c.crc32c(head)).to_bytes(4, "little")
+
+
+def json_payload(value: dict[str, Any]) -> bytes:
+    return json.dumps(value, sort_keys=True, separators=(",", ":")).encode()
+
+
+class Writer:
+    """Records onto a channel. Counts the DATA bytes and records, which END carries."""
+
+    def __init__(self, channel: Channel, version: tuple[int, int] = VERSION) -> None:
+        self.channel = channel
+        self.data_bytes = self.data_records = 0
+        self.sent = 0
+        channel.send(preamble(version))
+
+    def record(self, kind: Kind, payload: bytes | memoryview = b"", flags: int = 0) -> None:
+        self.channel.send(frame(kind, payload, flags), payload)
+        self.sent += FRAME.size + len(payload)
+
+    def json(self, kind: Kind, value: dict[str, Any]) -> None:
+        self.record(kind, json_payload(value))
+
+    def data(self, payload: bytes | memoryview, precopy: bool) -> None:
+        self.record(Kind.DATA, payload, Flag.PRECOPY if precopy else Flag.NONE)
+        self.data_bytes += len(payload)
+        self.data_records += 1
+
+    def end(self) -> None:
+        self.record(Kind.END, END.pack(self.data_bytes, self.data_records))
+
+
+class Reader:
+    """Records from a channel, checked: version, kind, length and CRC32C; StreamError names what is wrong."""
+
+    def __init__(self, channel: Channel) -> None:
+        self.channel = channel
+        self.what = f"migration stream from {channel.name}"
+        self._head = bytearray(max(PREAMBLE.size, FRAME.size))
+        self._buffer = bytearray(CHUNK)
+        self.received = 0
+        self.data_bytes = self.data_records = 0
+        magic, major, minor, flags = PREAMBLE.unpack(self._exactly(PREAMBLE.size, self._head, "its preamble"))
+        if magic != MAGIC:
+            raise StreamFormatError(f"{self.what}: starts with {bytes(magic)!r}, not {MAGIC!r}: not a devmig stream")
+        if major not in READS_MAJORS:
+            raise StreamFormatError(
+                f"{self.what}: stream version {major}.{minor}, this devmig reads version "
+                f"{'/'.join(str(m) for m in sorted(READS_MAJORS))}.x (devmig stream {VERSION[0]}.{VERSION[1]})"
+            )
+        if flags:
+            raise StreamFormatError(
+                f"{self.what}: stream flags {flags:#x}: this devmig knows none (a newer devmig wrote it: upgrade)"
+            )
+        self.version = (major, minor)
+
+    def _exactly(self, size: int, buffer: bytearray, what: str, eof_ok: bool = False) -> memoryview:
+        """`size` bytes into `buffer`; an empty view when the channel ends before the first byte and `eof_ok`."""
+        view = memoryview(buffer)[:size]
+        got = 0
+        while got < size:
+            n = self.channel.recv_into(view[got:])
+            if n == 0 and got == 0 and eof_ok:
+                return view[:0]
+            if n == 0:
+                raise StreamError(
+                    f"{self.what}: cut inside {what} after {self.received + got} bytes "
+                    f"(expected {size - got} more): the sender stopped or the connection was lost"
+                )
+            got += n
+        self.received += size
+        return view
+
+    def next(self) -> Record | None:
+        """The next record; None at a clean end of the channel (between records)."""
+        while True:
+            head = bytes(self._exactly(FRAME.size, self._head, "a record header", eof_ok=True))
+            if not head:
+                return None
+            code, flags, _, length, crc = FRAME.unpack(head)
+            if length > MAX_RECORD:
+                raise StreamFormatError(f"{self.what}: a record of {length} bytes at byte {self.received}: corrupt")
+            if len(self._buffer) < length:
+                self._buffer = bytearray(length)
+            payload = self._exactly(length, self._buffer, f"a record of {length} bytes")
+            if crc32c.crc32c(payload, crc32c.crc32c(head[:8])) != crc:
+                raise StreamFormatError(
+                    f"{self.what}: record at byte {self.received - length} fails its CRC32C: corrupt"
+                )
+            try:
+                kind = Kind(code)
+            except ValueError:
+                if flags & Flag.OPTIONAL:
+                    continue  # added by a newer minor version; safe to skip
+                raise StreamFormatError(
+                    f"{self.what}: record kind {code} is unknown to this devmig (stream version "
+                    f"{self.version[0]}.{self.version[1]}, devmig reads {VERSION[0]}.{VERSION[1]}): upgrade devmig"
+                ) from None
+            if kind is Kind.DATA:
+                self.data_bytes += length
+                self.data_records += 1
+            return Record(kind, Flag(flags & int(Flag.OPTIONAL | Flag.PRECOPY)), payload)
+
+    def expect(self, *kinds: Kind) -> Record:
+        record = self.next()
+        if record is None:
+            raise StreamError(
+                f"{self.what}: ended after {self.received} bytes, expected a {' or '.join(k.name for k in kinds)} "
+                "record: the sender stopped or the connection was lost"
+            )
+        if record.kind not in kinds:
+            raise StreamFormatError(
+                f"{self.what}: a {record.kind.name} record where {' or '.join(k.name for k in kinds)} was expected"
+            )
+        return record
+
+    def check_end(self, record: Record) -> None:
+        """END's counts must match what arrived: a stream with a lost or extra record is refused."""
+        if len(record.payload) != END.size:
+            raise StreamFormatError(f"{self.what}: END record of {len(record.payload)} bytes, expected {END.size}")
+        size, count = END.unpack(record.payload)
+        if (size, count) != (self.data_bytes, self.data_records):
+            raise StreamError(
+                f"{self.what}: END counts {size} bytes in {count} records, {self.data_bytes} bytes in "
+                f"{self.data_records} records arrived: incomplete"
+            )
