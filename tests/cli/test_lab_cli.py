@@ -34,6 +34,8 @@ def test_lab_tells_the_story() -> None:
     assert "compression switched off" in out and "no free instance" in out
     assert "minor versions migrate forward only" in out and "no migration across majors (+1 more)" in out
     assert "3. Best destination: beta (simgpu-2G, identical, 4 free)." in out
+    assert "5. devmig migrate to beta while the guest kept writing: " in out
+    assert "the state arrived byte for byte." in out
     assert len(out.splitlines()) <= 30  # one screen
 
 

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 import click
 
 from devmig.cli.options import emit_json, output_options, resolve
+from devmig.cli.progress import size
 from devmig.cli.render import assignments, table
 from devmig.errors import ExitCode
 
@@ -90,6 +91,8 @@ def command(
                 ],
                 "best": best.host if best else None,
                 "prepared": story.prepared.to_dict() if story.prepared else None,
+                "migrated": story.moved.json() if story.moved else None,
+                "identical": story.identical,
             },
             opts,
         )
@@ -133,11 +136,20 @@ def command(
                 f"4. devmig prepare on {best.host}: created mdev {done.device} ({done.type}),",
                 f"   wrote {assignments(done.params)}, each read back; for Nova: target_mdevs",
                 f"   {json.dumps(done.mapping()['target_mdevs'])}.",
-                f"   devmig release then put {best.host} back as it was (each change was journaled first).",
             ]
+        moved = story.moved
+        if moved is not None:
+            rounds = f"{moved.rounds} pre-copy round{'s' if moved.rounds != 1 else ''}"
+            lines += [
+                f"5. devmig migrate to {best.host} while the guest kept writing: {size(moved.bytes)} in {rounds},",
+                f"   downtime {(moved.downtime or 0) * 1000:.1f} ms; the state arrived "
+                + ("byte for byte." if story.identical else "DIFFERENT (a bug: please report it)."),
+            ]
+        if done is not None:
+            lines.append(f"   devmig release then put {best.host} back as it was (each change was journaled first).")
     lines += [
         "",
-        "Moving the device state comes with the migration issue. Try: devmig list --host sim:alpha",
+        "Try: devmig list --host sim:alpha",
         "  devmig describe --host sim:alpha " + story.device + " | devmig plan - --host sim:gamma",
     ]
     click.echo("\n".join(lines))

@@ -271,9 +271,15 @@ class Source:
     def _pump(self, fd: DataFd, writer: Writer, limit: int | None, *, precopy: bool) -> int:
         """Read the data_fd into DATA records: up to `limit` bytes in pre-copy, else to the end of the stream."""
         phase, sent = ("pre-copy" if precopy else "stop-copy"), 0
+        readinto = getattr(fd, "readinto", None)  # a fd that can fill our buffer spares an allocation a chunk
+        buffer = memoryview(bytearray(CHUNK)) if readinto is not None else None
         while limit is None or sent < limit:
+            size = CHUNK if limit is None else min(CHUNK, limit - sent)
             try:
-                chunk = fd.read(CHUNK if limit is None else min(CHUNK, limit - sent))
+                if buffer is not None and readinto is not None:
+                    chunk: bytes | memoryview = buffer[: readinto(buffer[:size])]
+                else:
+                    chunk = fd.read(size)
             except VfioError as exc:
                 if precopy and exc.errno == errno.ENOMSG:
                     break  # nothing pending for now (the uAPI's temporary end of stream)

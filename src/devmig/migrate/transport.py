@@ -104,7 +104,8 @@ class Address:
 
 
 def parse_address(text: str, *, default_host: str | None = None) -> Address:
-    """HOST:PORT, [IPv6]:PORT, or PORT alone when `default_host` is given (a listening side)."""
+    """HOST:PORT, [IPv6]:PORT, or PORT alone when `default_host` is given (a listening side, where 0 means any
+    free port)."""
     host, sep, port = text.rpartition(":")
     if not sep:
         host, port = "", text
@@ -113,8 +114,9 @@ def parse_address(text: str, *, default_host: str | None = None) -> Address:
         if default_host is None:
             raise InputError(f"address {text!r}: expected HOST:PORT")
         host = default_host
-    if not port.isdigit() or not 0 < int(port) < 65536:
-        raise InputError(f"address {text!r}: the port must be a number from 1 to 65535")
+    lowest = 0 if default_host is not None else 1  # a listener may take port 0: any free port
+    if not port.isdigit() or not lowest <= int(port) < 65536:
+        raise InputError(f"address {text!r}: the port must be a number from {lowest} to 65535")
     return Address(host, int(port))
 
 

@@ -1,9 +1,12 @@
 """The story `devmig lab` tells: one running device of a lab's first host, every other host's answer (the same plan
-`devmig plan` makes), and a prepare on the best host, released again so the lab is left as it was."""
+`devmig plan` makes), a prepare on the best host, the device's state moved there by a migration session while its
+guest keeps writing, and everything put back so the lab is left as it was."""
 
 from __future__ import annotations
 
+import random
 import tempfile
+import threading
 from dataclasses import dataclass, field
 
 from devmig.errors import InputError
@@ -11,10 +14,14 @@ from devmig.host.describe import Describer
 from devmig.host.hosts import Host
 from devmig.host.inventory import Inventory
 from devmig.host.profile import load_profiles
+from devmig.migrate.identity import describe_destination, judge_for, source_hello
+from devmig.migrate.session import Outcome
+from devmig.migrate.transport import migrate_local
 from devmig.model.descriptor import DeviceDescriptor, TypeCapability
 from devmig.model.verdict import Verdict
 from devmig.provision import Candidate, Prepared, make_plan, prepare, release
 from devmig.sim.lab import Lab, SimHost
+from devmig.sim.vfio import SimVfioDevice
 
 
 @dataclass
@@ -47,6 +54,10 @@ class Tour:
     descriptor: DeviceDescriptor
     answers: list[HostAnswer] = field(default_factory=list)
     prepared: Prepared | None = None
+    #: the source side of the migration to the prepared device
+    moved: Outcome | None = None
+    #: the destination's state equals the source's, byte for byte, after the migration
+    identical: bool = False
     released: bool = False
 
     @property
@@ -85,9 +96,38 @@ def tour(lab: Lab, device: str | None = None) -> Tour:
     if best is not None:
         # The lab's hosts live in this process only: the prepare's journal and record go to a scratch directory.
         with tempfile.TemporaryDirectory(prefix="devmig-lab-") as scratch:
-            result.prepared = prepare(
-                descriptor, hosts[best.host], source_id=chosen, profiles=profiles, state_dir=scratch
-            )
-            release(result.prepared.id, hosts[best.host], state_dir=scratch)
+            target = hosts[best.host]
+            result.prepared = prepare(descriptor, target, source_id=chosen, profiles=profiles, state_dir=scratch)
+            if target.sim is not None and result.prepared.kind == "mdev":
+                _migrate(result, first, target.sim, result.prepared.device)
+            release(result.prepared.id, target, state_dir=scratch)
             result.released = True
     return result
+
+
+def _migrate(result: Tour, source_host: SimHost, dest_host: SimHost, target: str) -> None:
+    """A session from the running device to the prepared one while a guest thread writes to the source; then the
+    source is reset to RUNNING, as it was (the lab's story ends where it began)."""
+    source, dest = source_host.kernel.vfio_device(result.device), dest_host.kernel.vfio_device(target)
+    judge = judge_for(*describe_destination(dest_host.kernel.fs, target))
+    identity = source_hello(source_host.kernel.fs, result.device)
+    stop = threading.Event()
+    guest = threading.Thread(target=_guest, args=(source, stop), daemon=True)
+    source.open()
+    dest.open()
+    guest.start()
+    try:
+        result.moved, _ = migrate_local(source, dest, identity=identity, judge=judge)
+    finally:
+        stop.set()
+        guest.join()
+        result.identical = source.state.digest() == dest.state.digest()
+        source.reset()
+        source.close()
+        dest.close()
+
+
+def _guest(device: SimVfioDevice, stop: threading.Event) -> None:
+    rng = random.Random(0)
+    while not stop.wait(0.0005):
+        device.guest_tick(rng, 2)

@@ -1,0 +1,168 @@
+#!/usr/bin/env python3
+"""Migration benchmark: a 1 GiB device state over loopback TCP with devmig, against a plain socket copy.
+
+    .venv/bin/python benchmarks/migrate_tcp.py [--size-mib 1024] [--runs 3] [--write docs/performance.md]
+
+devmig: the whole session (devmig.migrate.session over devmig.migrate.transport's TCP channel): HELLO, the
+receiver's VERDICT, the device read through its data_fd in 1 MiB DATA records with CRC32C, END, RESUMING -> STOP ->
+RUNNING on the destination and its RESULT. The device is devmig.sim.bulk.BulkDevice: its state is one blob that
+`read()` copies out and `write()` copies in, as a kernel driver copies to and from the caller's buffer.
+
+Peer: a plain socket copy of the same bytes between the same two processes: `sendall` of 1 MiB slices of the
+source buffer, `recv_into` the destination buffer. No framing, no checksum, no device.
+
+Each run forks a receiver process (its destination memory allocated and touched before it listens), connects, and
+times from the connect until the receiver has every byte (devmig: until its device is RUNNING with the state). The
+kinds alternate (plain, devmig, plain, ...), so both see the same machine state; the destination's bytes are
+compared with the source's after each run (sha256, untimed).
+Aim (issue 7): devmig at least 70% of the plain copy's throughput (medians).
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import hashlib
+import multiprocessing as mp
+import random
+import socket
+import statistics
+import sys
+import time
+from collections.abc import Callable
+from multiprocessing.queues import Queue
+from pathlib import Path
+
+from machine import machine, write_section
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "src"))
+
+from devmig.migrate import transport  # noqa: E402
+from devmig.migrate.session import Destination, Source, accept_all  # noqa: E402
+from devmig.sim.bulk import BulkDevice  # noqa: E402
+
+BEGIN, END = "<!-- migrate-tcp:begin -->", "<!-- migrate-tcp:end -->"
+CHUNK = 1 << 20
+AIM = 0.70
+
+
+def touched(size: int) -> bytearray:
+    """Memory that is really there (not zero pages the first write faults in)."""
+    return bytearray(b"\1") * size
+
+
+def plain_receiver(size: int, ready: Queue[int], done: Queue[str]) -> None:
+    dest = touched(size)
+    view = memoryview(dest)
+    with socket.create_server(("127.0.0.1", 0)) as server:
+        ready.put(server.getsockname()[1])
+        conn, _ = server.accept()
+        got = 0
+        while got < size:
+            n = conn.recv_into(view[got : got + CHUNK])
+            if not n:
+                break
+            got += n
+        conn.close()
+    done.put("received")
+    done.put(hashlib.sha256(dest).hexdigest() if got == size else f"short: {got} bytes")
+
+
+def devmig_receiver(size: int, ready: Queue[int], done: Queue[str]) -> None:
+    device = BulkDevice("destination", touched(size))
+    device.staging = touched(size)  # its resuming buffer, touched too
+    with transport.listen(transport.Address("127.0.0.1", 0)) as server:
+        ready.put(server.getsockname()[1])
+        outcome = transport.receive(Destination(device, judge=accept_all), transport.accept(server))
+    done.put("received")
+    done.put(hashlib.sha256(device.blob).hexdigest() if outcome.ok else "failed")
+
+
+def plain_sender(blob: bytearray, port: int) -> None:
+    view = memoryview(blob)
+    with socket.create_connection(("127.0.0.1", port)) as conn:
+        for offset in range(0, len(blob), CHUNK):
+            conn.sendall(view[offset : offset + CHUNK])
+
+
+def devmig_sender(blob: bytearray, port: int) -> None:
+    channel = transport.connect(transport.Address("127.0.0.1", port))
+    outcome = transport.send(Source(BulkDevice("source", blob)), channel)
+    assert outcome.ok and outcome.bytes == len(blob)
+
+
+KINDS: dict[str, tuple[Callable[[int, Queue[int], Queue[str]], None], Callable[[bytearray, int], None]]] = {
+    "plain": (plain_receiver, plain_sender),
+    "devmig": (devmig_receiver, devmig_sender),
+}
+
+
+def run(kind: str, blob: bytearray, expected: str) -> float:
+    receiver, sender = KINDS[kind]
+    ctx = mp.get_context("fork")
+    ready: Queue[int] = ctx.Queue()
+    done: Queue[str] = ctx.Queue()
+    child = ctx.Process(target=receiver, args=(len(blob), ready, done))
+    child.start()
+    port = ready.get(timeout=120)
+    started = time.perf_counter()
+    sender(blob, port)
+    done.get(timeout=300)
+    took = time.perf_counter() - started
+    result = done.get(timeout=300)  # the check, untimed
+    child.join()
+    if result != expected:
+        raise SystemExit(f"migrate_tcp.py: {kind}: the bytes did not arrive intact ({result})")
+    return took
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[1] if __doc__ else None)
+    parser.add_argument("--size-mib", type=int, default=1024, help="the device state (default 1024 MiB)")
+    parser.add_argument("--runs", type=int, default=3, help="runs of each kind, alternating (default 3)")
+    parser.add_argument("--write", type=Path, help="record the figures in this document's marked section")
+    args = parser.parse_args()
+    size = args.size_mib << 20
+    block = random.Random(7).randbytes(1 << 24)
+    blob = bytearray(block * (size // len(block))) + bytearray(block[: size % len(block)])
+    expected = hashlib.sha256(blob).hexdigest()
+    times: dict[str, list[float]] = {kind: [] for kind in KINDS}
+    for _ in range(args.runs):
+        for kind in KINDS:
+            times[kind].append(run(kind, blob, expected))
+    rate = {kind: size / statistics.median(t) / (1 << 20) for kind, t in times.items()}
+    ratio = rate["devmig"] / rate["plain"]
+    verdict = "pass" if ratio >= AIM else "FAIL"
+    info = machine(str(REPO / ".venv" / "bin" / "python"))
+    info.pop("mdevctl", None)
+    lines = [
+        f"Run {dt.datetime.now(dt.UTC):%Y-%m-%d %H:%M} UTC by `benchmarks/migrate_tcp.py --size-mib {args.size_mib} "
+        f"--runs {args.runs}`.",
+        "",
+        "Machine:",
+        "",
+        *[f"- {key}: {value}" for key, value in info.items()],
+        "",
+        f"State: {args.size_mib} MiB, moved {args.runs} times by each kind, alternating, over 127.0.0.1 between two "
+        "processes; each run's bytes checked (sha256) at the receiver.",
+        "",
+        "| transfer | median MiB/s | best MiB/s | median s | vs plain copy |",
+        "|---|--:|--:|--:|--:|",
+    ]
+    for kind, label in (("plain", "plain socket copy (peer)"), ("devmig", "devmig session (BulkDevice, TCP)")):
+        best = size / min(times[kind]) / (1 << 20)
+        share = f"{rate[kind] / rate['plain']:.0%}"
+        lines.append(f"| {label} | {rate[kind]:,.0f} | {best:,.0f} | {statistics.median(times[kind]):.3f} | {share} |")
+    runs = "; ".join(f"{kind} " + ", ".join(f"{t:.3f}" for t in times[kind]) for kind in KINDS)
+    lines += ["", f"Every run, in seconds: {runs}."]
+    lines += ["", f"Aim: devmig at least {AIM:.0%} of the plain copy's throughput: **{verdict}** ({ratio:.0%}).", ""]
+    text = "\n".join(lines)
+    print(text)
+    if args.write:
+        write_section(args.write, BEGIN, END, "Migration: a device state over TCP against a plain socket copy", text)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

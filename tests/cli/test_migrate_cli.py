@@ -1,0 +1,138 @@
+"""`devmig receive`, `migrate`, `save` and `restore` as processes, between hosts of the simulated lab."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from tests.cli.conftest import Result, run_devmig
+from tests.paths import ROOT
+
+SOURCE = "6f1c0a2e-3b4d-4c5e-8f90-a1b2c3d4e5f6"  # alpha's running simgpu-2G 1.2.0
+TARGET = "11111111-2222-3333-4444-555555555555"
+
+
+def prepared(host: str = "sim:beta") -> str:
+    described = run_devmig("describe", SOURCE, "--host", "sim:alpha")
+    assert described.code == 0, described.err
+    made = run_devmig("prepare", "-", "--host", host, "-u", TARGET, stdin=described.out)
+    assert made.code == 0, made.err
+    return TARGET
+
+
+@contextmanager
+def receiver(device: str, host: str, *extra: str) -> Iterator[tuple[str, subprocess.Popen[str]]]:
+    """`devmig receive -j` on an ephemeral port; yields the address it listens on."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "devmig", "receive", device, "--listen", "127.0.0.1:0", "--host", host, "-j", *extra],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=ROOT,
+    )
+    try:
+        assert proc.stdout is not None
+        first = proc.stdout.readline()
+        assert first, proc.stderr.read() if proc.stderr else ""
+        event = json.loads(first)
+        assert event["event"] == "listening"
+        yield event["address"], proc
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        proc.wait(30)
+
+
+def finish(proc: subprocess.Popen[str]) -> Result:
+    out, err = proc.communicate(timeout=60)
+    return Result(proc.returncode, out, err)
+
+
+def test_a_device_migrates_between_lab_hosts_over_tcp() -> None:
+    target = prepared()
+    with receiver(target, "sim:beta") as (address, proc):
+        sent = run_devmig("migrate", SOURCE, "--to", address, "--host", "sim:alpha", "-j")
+        got = finish(proc)
+    assert sent.code == 0, sent.err
+    assert got.code == 0, got.err
+    events = [json.loads(line) for line in sent.out.splitlines()]
+    phases = [e.get("phase") for e in events if e["event"] == "progress"]
+    assert phases[:2] == ["hello", "verdict"] and "pre-copy" in phases and "stop-copy" in phases
+    result = events[-1]
+    assert result["event"] == "result" and result["ok"] and result["state"] == "STOP"
+    assert result["peer"]["device"] == target and result["bytes"] > 512 * 1024
+    received = json.loads(got.out.splitlines()[-1])
+    assert received["ok"] and received["state"] == "RUNNING" and received["bytes"] == result["bytes"]
+
+
+def test_text_output_is_one_summary_line() -> None:
+    target = prepared()
+    with receiver(target, "sim:beta") as (address, proc):
+        sent = run_devmig("migrate", SOURCE, "--to", address, "--host", "sim:alpha")
+        finish(proc)
+    assert sent.code == 0, sent.err
+    (line,) = sent.out.splitlines()
+    assert line.startswith(f"migrated {SOURCE} to {address}: ") and "downtime" in line and "device now STOP" in line
+
+
+def test_an_incompatible_receiver_refuses_up_front_and_both_sides_say_why() -> None:
+    made = run_devmig("mdev", "create", "--host", "sim:delta", "0000:00:02.0", "simgpu-2G")  # simgpu 1.1.0 there
+    assert made.code == 0, made.err
+    target = made.out.strip()
+    with receiver(target, "sim:delta") as (address, proc):
+        sent = run_devmig("migrate", SOURCE, "--to", address, "--host", "sim:alpha")
+        got = finish(proc)
+    assert (sent.code, got.code) == (1, 1)
+    assert sent.err.count("\n") == 1 and "refused device" in sent.err and "before any state was sent" in sent.err
+    assert "older than the source 1.2.0" in sent.err and "older than the source 1.2.0" in got.err
+
+
+def test_without_the_check_the_driver_refuses_the_stream_itself() -> None:
+    made = run_devmig("mdev", "create", "--host", "sim:delta", "0000:00:02.0", "simgpu-2G")
+    target = made.out.strip()
+    with receiver(target, "sim:delta", "--no-check") as (address, proc):
+        sent = run_devmig("migrate", SOURCE, "--to", address, "--host", "sim:alpha")
+        got = finish(proc)
+    assert (sent.code, got.code) == (1, 1), (sent.err, got.err)
+    assert "the destination failed to load the state" in sent.err and "newer than this device's" in sent.err
+    assert "Traceback" not in sent.err + got.err
+
+
+def test_save_and_restore_through_a_file(tmp_path: Path) -> None:
+    target = prepared()
+    path = tmp_path / "gpu.devmig"
+    saved = run_devmig("save", SOURCE, str(path), "--host", "sim:alpha", "-j")
+    assert saved.code == 0, saved.err
+    result = json.loads(saved.out.splitlines()[-1])
+    assert result["state"] == "RUNNING" and path.stat().st_size > result["bytes"]
+    restored = run_devmig("restore", target, str(path), "--host", "sim:beta")
+    assert restored.code == 0, restored.err
+    assert restored.out.startswith(f"restored {target} from {path}: ") and "device now RUNNING" in restored.out
+
+
+def test_a_file_that_is_not_a_stream_is_bad_input(tmp_path: Path) -> None:
+    target = prepared()
+    path = tmp_path / "not-a-stream"
+    path.write_text("hello\n" * 10)
+    restored = run_devmig("restore", target, str(path), "--host", "sim:beta")
+    assert restored.code == 2 and "not a devmig stream" in restored.err and restored.err.count("\n") == 1
+    missing = run_devmig("restore", target, str(tmp_path / "nothing"), "--host", "sim:beta")
+    assert missing.code == 2 and "cannot read" in missing.err
+
+
+def test_bad_addresses_and_nobody_listening() -> None:
+    bad = run_devmig("migrate", SOURCE, "--to", "somewhere", "--host", "sim:alpha")
+    assert bad.code == 2 and "expected HOST:PORT" in bad.err
+    port = run_devmig("migrate", SOURCE, "--to", "127.0.0.1:99999", "--host", "sim:alpha")
+    assert port.code == 2 and "1 to 65535" in port.err
+    refused = run_devmig("migrate", SOURCE, "--to", "127.0.0.1:9", "--host", "sim:alpha")
+    assert refused.code == 1 and "is `devmig receive` listening there?" in refused.err
+
+
+def test_a_device_that_is_not_there_is_named() -> None:
+    missing = run_devmig("migrate", "0000:99:00.0", "--to", "127.0.0.1:9", "--host", "sim:alpha")
+    assert missing.code == 2 and "0000:99:00.0: not found" in missing.err and missing.err.count("\n") == 1
