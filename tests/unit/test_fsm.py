@@ -251,6 +251,28 @@ def test_sessions_open_and_end_on_the_documented_arcs() -> None:
     assert arcs >= OPENS_DATA_FD | ENDS_SESSION
 
 
+def test_what_each_request_does_to_the_data_fd() -> None:
+    """Every (state, target, flags): a new fd exactly when the target is a session state the current one is not in
+    the same session as; the fd kept exactly inside one session; none otherwise."""
+    answers: dict[str, int] = {"new": 0, "kept": 0, "none": 0}
+    for cur, target, flags in all_requests():
+        try:
+            effect = fsm.data_fd(cur, target, flags)
+        except TransitionError:
+            continue
+        answers[effect] += 1
+        same_session = (cur in SAVING_GROUP and target in SAVING_GROUP) or cur == target == RESUMING
+        if same_session:
+            assert effect == "kept", (cur.name, target.name, flags)
+        elif target in SAVING_GROUP or target is RESUMING:
+            assert effect == "new", (cur.name, target.name, flags)
+        else:
+            assert effect == "none", (cur.name, target.name, flags)
+    assert fsm.data_fd(PRE_COPY, STOP_COPY, 5) == fsm.data_fd(PRE_COPY, STOP_COPY, 7) == "kept"
+    assert fsm.data_fd(STOP_COPY, STOP_COPY, 1) == "kept" and fsm.data_fd(STOP_COPY, RESUMING, 1) == "new"
+    assert answers == {"new": 42, "kept": 21, "none": 60}  # of the 123 requests the kernel takes
+
+
 flag_values = st.sampled_from([0, 1, 2, 3, 4, 5, 6, 7]) | st.integers(0, 2**32 - 1)
 state_values = st.sampled_from(STATES)
 

@@ -17,7 +17,8 @@ from __future__ import annotations
 import errno
 from collections.abc import Mapping
 from enum import IntEnum
-from typing import Final
+from itertools import pairwise
+from typing import Final, Literal
 
 from devmig.errors import DevmigError
 
@@ -86,6 +87,11 @@ OPENS_DATA_FD: Final = frozenset(
     {(RUNNING, PRE_COPY), (RUNNING_P2P, PRE_COPY_P2P), (STOP, STOP_COPY), (STOP, RESUMING)}
 )
 
+#: Arcs inside the saving group: the session goes on and the caller keeps reading the same data_fd.
+KEEPS_DATA_FD: Final = frozenset(
+    {(PRE_COPY, PRE_COPY_P2P), (PRE_COPY_P2P, PRE_COPY), (PRE_COPY_P2P, STOP_COPY), (PRE_COPY, STOP_COPY)}
+)
+
 #: Arcs that end the session: the data_fd stops working (RESUMING -> STOP also validates what was loaded).
 ENDS_SESSION: Final = frozenset({(STOP_COPY, STOP), (RESUMING, STOP), (PRE_COPY, RUNNING), (PRE_COPY_P2P, RUNNING_P2P)})
 
@@ -136,3 +142,16 @@ def path(cur: int, target: int, migration_flags: int) -> list[MigState]:
         if len(states) > len(MigState):  # the table has no loops; this guards the data, not the caller
             raise AssertionError(f"the state table loops: {[s.name for s in states]}")
     return states
+
+
+def data_fd(cur: int, target: int, migration_flags: int) -> Literal["new", "kept", "none"]:
+    """What a SET of `target` from `cur` does to the session's file: "new" (the final arc opens a session and the
+    ioctl returns its fd), "kept" (the caller's fd goes on: every arc stays inside the session), or "none" (no
+    session afterwards). TransitionError when the kernel refuses the request."""
+    states = path(cur, target, migration_flags)
+    arcs = list(pairwise(states))
+    if arcs and arcs[-1] in OPENS_DATA_FD:
+        return "new"
+    if states[0] in SAVING_GROUP | {RESUMING} and all(arc in KEEPS_DATA_FD for arc in arcs):
+        return "kept"
+    return "none"
