@@ -13,13 +13,13 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING
 
 from devmig.errors import InputError
 from devmig.host.sysfs import Sysfs, SysfsRoot
 
 if TYPE_CHECKING:
-    from devmig.migrate.vfio import DeviceInfo
+    from devmig.migrate.device import MigrationDevice
     from devmig.sim.lab import Lab, SimHost
 
 SIM_PREFIX = "sim:"
@@ -56,12 +56,14 @@ class Host:
         return group_in_use(group)
 
     @contextmanager
-    def vfio(self, device: str) -> Iterator[VfioDeviceInfoSource]:
-        """The device opened through VFIO (the real ioctls, or the simulated driver), closed afterwards."""
+    def vfio(self, device: str, path: str = "auto") -> Iterator[MigrationDevice]:
+        """The device opened through VFIO (the real ioctls, or the simulated driver), closed afterwards.
+
+        `path` picks the way to a real device fd (devmig.migrate.vfio.PATHS); a simulated device has only one."""
         if self.sim is None:
             from devmig.migrate.vfio import open_device
 
-            with open_device(self.sysfs, device) as real:
+            with open_device(self.sysfs, device, path) as real:
                 yield real
             return
         from devmig.migrate.vfio import VfioError
@@ -69,6 +71,9 @@ class Host:
         try:
             sim = self.sim.kernel.vfio_device(device)
         except OSError:
+            from devmig.host.inventory import Inventory
+
+            Inventory.scan(self.sysfs, parts=("mdevs", "pci")).device(device)  # InputError when there is none
             raise VfioError(
                 f"device {device}: not a VFIO device on {self.name} (an mdev UUID, or a PCI address "
                 "bound to a VFIO driver)"
@@ -78,10 +83,6 @@ class Host:
             yield sim
         finally:
             sim.close()
-
-
-class VfioDeviceInfoSource(Protocol):
-    def describe(self) -> DeviceInfo: ...
 
 
 def lab(name_or_path: str) -> Lab:
