@@ -21,6 +21,7 @@ from devmig.host.sysfs import Sysfs, SysfsRoot
 if TYPE_CHECKING:
     from devmig.migrate.device import MigrationDevice
     from devmig.sim.lab import Lab, SimHost
+    from devmig.vdpa.backend import VdpaBackend
 
 SIM_PREFIX = "sim:"
 _labs: dict[str, Lab] = {}
@@ -83,6 +84,33 @@ class Host:
             yield sim
         finally:
             sim.close()
+
+    def vdpa(self) -> VdpaBackend:
+        """This host's vdpa family: the netlink client on this machine, the simulated vdpa core on a lab host.
+        VdpaUnavailableError says what is missing when there is none."""
+        from devmig.vdpa.backend import VdpaUnavailableError
+
+        if self.sim is not None:
+            if self.sim.vdpa is None:
+                raise VdpaUnavailableError(f"host {self.name} has no vdpa family (its lab does not give it vdpa)")
+            return self.sim.vdpa
+        if self.sysfs.root != "/":
+            raise VdpaUnavailableError(
+                f"--sysfs-root {self.sysfs.root}: the vdpa family is netlink, spoken only by the running kernel"
+            )
+        from devmig.vdpa.netlink import NetlinkVdpa
+
+        return NetlinkVdpa()
+
+    def vdpa_if_any(self) -> VdpaBackend | None:
+        """The vdpa family when this host has one, else None: most hosts have none, and discovery lists vDPA
+        devices only where there are some."""
+        from devmig.vdpa.backend import VdpaUnavailableError
+
+        try:
+            return self.vdpa()
+        except VdpaUnavailableError:
+            return None
 
 
 def lab(name_or_path: str) -> Lab:

@@ -462,15 +462,21 @@ def render_extack(extack: str, *, error: bool = True) -> str:
 
 class VdpaError(DevmigError):
     """The kernel refused a vdpa request. Keeps the errno and the extack text the kernel sent (None when it sent
-    none); `message` is what iproute2 prints for it, optionally after the request it answers."""
+    none); `message` is what iproute2 prints for it, optionally after the request it answers, then the hint if any.
+    `hint` is devmig's own explanation (e.g. what a missing CAP_NET_ADMIN means), for a CLI to print after
+    iproute2's lines; None when the kernel's answer says it all."""
 
-    def __init__(self, err: int, extack: str | None = None, *, request: str | None = None) -> None:
+    def __init__(
+        self, err: int, extack: str | None = None, *, request: str | None = None, hint: str | None = None
+    ) -> None:
         self.errno = err
         self.extack = extack
         #: what was asked, e.g. "dev add vdpa0" (iproute2's words), to name the object in the message
         self.request = request
+        self.hint = hint
         text = "\n".join(self.iproute2_lines())
-        super().__init__(f"{request}: {text}" if request else text)
+        text = f"{request}: {text}" if request else text
+        super().__init__(f"{text}\n{hint}" if hint else text)
 
     @property
     def strerror(self) -> str:
@@ -480,6 +486,14 @@ class VdpaError(DevmigError):
         """What iproute2's `vdpa` prints on stderr for this error (then it exits 1)."""
         lines = [render_extack(self.extack)] if self.extack else []
         return [*lines, f"kernel answers: {self.strerror}"]
+
+
+class VdpaUnavailableError(DevmigError):
+    """This host has no vdpa family to talk to (the modules are not loaded, the kernel is built without VDPA, a
+    network namespace other than the initial one, a simulated host without vdpa). The message says what is needed;
+    `iproute2` is what iproute2's `vdpa` prints in the same case ("Failed to connect to vdpa Netlink")."""
+
+    iproute2 = "Failed to connect to vdpa Netlink"
 
 
 # --- arguments -------------------------------------------------------------------------------------------------
@@ -590,6 +604,7 @@ __all__ = [
     "VdpaBackend",
     "VdpaDev",
     "VdpaError",
+    "VdpaUnavailableError",
     "VirtioId",
     "VqStats",
     "attr_mask",
