@@ -29,6 +29,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "mdev": ("devmig.cli.mdev", "Create and remove mediated devices."),
     "pci": ("devmig.cli.pci", "Bind PCI functions to VFIO drivers and back."),
     "vfio": ("devmig.cli.vfio", "Open a device through VFIO and report its migration support."),
+    "vdpa": ("devmig.cli.vdpa", "Manage vDPA devices over netlink, as iproute2's vdpa."),
     "plan": ("devmig.cli.provision:plan", "Rank the devices a destination host could give a source device."),
     "prepare": ("devmig.cli.provision:prepare", "Make the destination device for a source device (undone on failure)."),
     "release": ("devmig.cli.provision:release", "Undo a prepare: remove or give back the device it made."),

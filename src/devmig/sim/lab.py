@@ -21,7 +21,7 @@ from devmig.sim.drivers import gpu as gpu_driver
 from devmig.sim.drivers.nic import SimNic
 from devmig.sim.drivers.s390 import vfio_ap, vfio_ccw
 from devmig.sim.kernel import SimKernel
-from devmig.sim.vdpa import SimVdpa
+from devmig.sim.persist import PersistentVdpa
 
 DEFAULT_LAB = "default"
 
@@ -83,7 +83,8 @@ class SimHost:
         self.name = spec.name
         self.kernel = SimKernel(f"{lab}/{spec.name}", osrelease=spec.kernel)
         self.running: list[str] = []
-        self.vdpa = SimVdpa() if spec.vdpa else None
+        # its changes are logged with the sysfs changes, for the next command on this host (devmig.sim.persist)
+        self.vdpa = PersistentVdpa(self.kernel.fs) if spec.vdpa else None
         for gpu in spec.gpus:
             self._add_gpu(gpu)
         for nic in spec.nics:

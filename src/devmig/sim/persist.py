@@ -2,9 +2,10 @@
 `devmig release --host sim:beta` see the same host, as they would on a real one.
 
 The host is rebuilt from its lab file and then the changes made through the seam since (sysfs writes, plain files
-written or removed) are replayed from a log, one JSON line each, in the state directory. Only what the kernel
-accepted is logged, so a replay makes the same kernel calls with the same results. What a VM does to a running
-device is not kept: a simulated VM lives in its process.
+written or removed, and the vdpa family's `dev add`, `dev del` and `dev set`) are replayed from a log, one JSON line
+each, in the state directory. Only what the kernel accepted is logged, so a replay makes the same kernel calls with
+the same results. What a VM does to a running device is not kept: a simulated VM lives in its process (nor is a
+vDPA device's feature negotiation, which its guest driver does).
 
 Two processes changing the same simulated host at once would each hold a stale copy: a process appends only while
 the log is as long as when it replayed it, and otherwise says so (run the command again).
@@ -15,11 +16,35 @@ from __future__ import annotations
 import fcntl
 import json
 import os
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
+from weakref import WeakKeyDictionary
 
 from devmig.errors import DevmigError, InputError
 from devmig.host.sysfs import SysfsError
 from devmig.sim.fs import SimSysfs
+from devmig.sim.vdpa import SimMgmtDevSpec, SimVdpa
+from devmig.vdpa.backend import VdpaDev
+
+#: Replays one logged change: (path, text) of a log line
+Apply = Callable[[str, Any], object]
+#: Operations beyond the sysfs seam's that a host's log holds (its vdpa family's), by simulated sysfs
+_extensions: WeakKeyDictionary[SimSysfs, dict[str, Apply]] = WeakKeyDictionary()
+
+
+def extend(fs: SimSysfs, op: str, apply: Apply) -> None:
+    """Let `fs`'s log replay `op` lines with `apply`; the changes are recorded by calling `fs.observers`."""
+    _extensions.setdefault(fs, {})[op] = apply
+
+
+def _appliers(fs: SimSysfs) -> dict[str, Apply]:
+    return {
+        "write": fs.write,
+        "write_file": fs.write_file,
+        "remove_file": lambda rel, _: fs.remove_file(rel),
+        **_extensions.get(fs, {}),
+    }
 
 
 class StaleSimHostError(DevmigError):
@@ -40,21 +65,17 @@ class HostLog:
         except OSError as exc:
             raise InputError(f"simulated host {self.host}: cannot read {self.path}: {exc.strerror}") from None
         count = 0
+        appliers = _appliers(fs)
         for number, line in enumerate(data.splitlines(keepends=True), 1):
             if not line.endswith(b"\n"):
                 break  # a torn last line: that change was never acknowledged
             try:
                 entry = json.loads(line)
                 op, rel, text = entry["op"], entry["path"], entry.get("text")
-                if op == "write":
-                    fs.write(rel, text)
-                elif op == "write_file":
-                    fs.write_file(rel, text)
-                elif op == "remove_file":
-                    fs.remove_file(rel)
-                else:
+                if op not in appliers:
                     raise ValueError(f"unknown operation {op!r}")
-            except (ValueError, KeyError, TypeError, SysfsError) as exc:
+                appliers[op](rel, text)
+            except (ValueError, KeyError, TypeError, SysfsError, DevmigError) as exc:
                 raise InputError(
                     f"simulated host {self.host}: change {number} in {self.path} no longer applies ({exc}); the lab "
                     "file changed since: run `devmig lab --reset` to start the lab afresh"
@@ -92,3 +113,50 @@ def attach(fs: SimSysfs, path: Path, host: str) -> HostLog:
     log.replay(fs)
     fs.observers.append(log.record)
     return log
+
+
+class PersistentVdpa(SimVdpa):
+    """A simulated host's vdpa family whose accepted changes go into the host's log: its state lives in memory
+    (there is no tree to replay), so `dev add`, `dev del` and `dev set` are logged as requests ("vdpa" lines whose
+    path is the request and text its arguments) and replayed as the same requests."""
+
+    def __init__(self, fs: SimSysfs, mgmtdevs: list[SimMgmtDevSpec] | None = None) -> None:
+        super().__init__(mgmtdevs)
+        self._fs = fs
+        extend(fs, "vdpa", self._replay)
+
+    def add(
+        self,
+        name: str,
+        mgmtdev: str,
+        *,
+        device_features: int | None = None,
+        mac: str | None = None,
+        mtu: int | None = None,
+        max_vqp: int | None = None,
+    ) -> VdpaDev:
+        options: dict[str, Any] = {"device_features": device_features, "mac": mac, "mtu": mtu, "max_vqp": max_vqp}
+        dev = super().add(name, mgmtdev, **options)
+        self._record("add", {"name": name, "mgmtdev": mgmtdev, **options})
+        return dev
+
+    def delete(self, name: str) -> None:
+        super().delete(name)
+        self._record("delete", {"name": name})
+
+    def set(self, name: str, *, mac: str | None = None) -> str | None:
+        warning = super().set(name, mac=mac)
+        self._record("set", {"name": name, "mac": mac})
+        return warning
+
+    def _record(self, request: str, args: dict[str, Any]) -> None:
+        with self._fs.lock:
+            for observer in self._fs.observers:
+                observer("vdpa", request, json.dumps(args, separators=(",", ":")))
+
+    def _replay(self, request: str, text: Any) -> None:
+        # SimVdpa's own methods: a replay is not logged again (nor observed: attach listens only after it)
+        replays: dict[str, Callable[..., object]] = {"add": SimVdpa.add, "delete": SimVdpa.delete, "set": SimVdpa.set}
+        if request not in replays:
+            raise ValueError(f"unknown vdpa request {request!r}")
+        replays[request](self, **json.loads(text))
