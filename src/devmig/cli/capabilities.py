@@ -5,14 +5,20 @@ from __future__ import annotations
 import click
 
 from devmig.cli.describe import profiles_dir_option
-from devmig.cli.hostopts import print_warnings, sysfs_of, sysfs_root_option
+from devmig.cli.hostopts import print_warnings, sysfs_root_option
 from devmig.cli.options import emit_json, output_options, resolve
 from devmig.cli.render import table
 from devmig.errors import ExitCode
 
 
 @click.command(name="capabilities")
-@click.option("-t", "--type", "type_id", metavar="TYPE", help="Only this type (an mdev type id or a PCI signature).")
+@click.option(
+    "-t",
+    "--type",
+    "type_id",
+    metavar="TYPE",
+    help="Only this type (an mdev type id, a PCI signature, or a vDPA type such as vdpasim_net-net).",
+)
 @sysfs_root_option
 @profiles_dir_option
 @output_options
@@ -24,13 +30,19 @@ def command(
     From the driver's own migration_info.json where it has one, else from a devmig profile, else a conservative
     'unverified' document. With --type and -j, prints the single capability, ready for `devmig check`.
     """
+    from devmig.host import vdpa
     from devmig.host.describe import Describer
+    from devmig.host.hosts import open_host
     from devmig.host.inventory import Inventory
     from devmig.host.profile import load_profiles
 
     opts = resolve(json_output, pretty)
-    inv = Inventory.scan(sysfs_of(sysfs_root, host))
+    opened = open_host(host, sysfs_root)
+    inv = Inventory.scan(opened.sysfs)
     caps, problems = Describer(inv, load_profiles(profiles_dir)).capabilities(type_id)
+    backend = opened.vdpa_if_any()
+    for mgmt in backend.mgmtdevs() if backend is not None else []:
+        caps += [c for c in vdpa.capabilities(mgmt) if type_id is None or c.type == type_id]
     print_warnings(inv.warnings)
     for problem in problems:
         click.echo(f"devmig: warning: {problem}", err=True)

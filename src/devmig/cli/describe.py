@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
-from devmig.cli.hostopts import dir_option, print_warnings, sysfs_of, sysfs_root_option
+from devmig.cli.hostopts import dir_option, print_warnings, sysfs_root_option
 from devmig.cli.options import emit_json, output_options, resolve
 from devmig.errors import ExitCode
+
+if TYPE_CHECKING:
+    from devmig.vdpa.backend import VdpaBackend
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -23,6 +26,15 @@ def profiles_dir_option(func: F) -> F:
     )(func)
 
 
+def _vdpa_descriptor(backend: VdpaBackend | None, name: str) -> dict[str, Any] | None:
+    """The descriptor of the vDPA device `name`, or None when the host has no such device."""
+    if backend is None or name not in {dev.name for dev in backend.devices()}:
+        return None
+    from devmig.host import vdpa
+
+    return vdpa.descriptor(backend.device(name), backend.config(name)).model_dump(mode="json", exclude_none=True)
+
+
 @click.command(name="describe")
 @click.argument("device", metavar="DEVICE")
 @sysfs_root_option
@@ -31,17 +43,28 @@ def profiles_dir_option(func: F) -> F:
 def command(
     device: str, sysfs_root: str, host: str | None, profiles_dir: str | None, json_output: bool, pretty: bool
 ) -> int:
-    """Print the source descriptor of DEVICE (an mdev UUID or a PCI address), ready for `devmig check`.
+    """Print the source descriptor of DEVICE (an mdev UUID, a PCI address or a vDPA device name), ready for
+    `devmig check`.
 
     The output is JSON in every case: it is a document. -p indents it.
     """
+    from devmig.errors import InputError
     from devmig.host.describe import Describer
+    from devmig.host.hosts import open_host
     from devmig.host.inventory import Inventory
     from devmig.host.profile import load_profiles
 
     opts = resolve(json_output, pretty)
-    inv = Inventory.scan(sysfs_of(sysfs_root, host))
-    target = inv.device(device)
+    opened = open_host(host, sysfs_root)
+    inv = Inventory.scan(opened.sysfs)
+    try:
+        target = inv.device(device)
+    except InputError:
+        vdpa = _vdpa_descriptor(opened.vdpa_if_any(), device)
+        if vdpa is None:
+            raise
+        emit_json(vdpa, opts)
+        return ExitCode.OK
     descriptor = Describer(inv, load_profiles(profiles_dir)).descriptor(target)
     print_warnings(w for w in inv.warnings if device.lower() in w.object)
     emit_json(descriptor.model_dump(mode="json", exclude_none=True), opts)

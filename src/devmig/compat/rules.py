@@ -205,11 +205,12 @@ def source_params(ctx: Context) -> Iterator[Finding]:
                 spec.type,
             )
         elif not spec.allows(value):
+            # ranges ("1-8") and strings as written; booleans as JSON spells them
+            allowed = ", ".join(show(v) if isinstance(v, bool) else str(v) for v in spec.allowed_values or [])
             yield finding(
                 "param-value-not-allowed",
                 field,
-                f"parameter {name}={show(value)} is not allowed at the destination "
-                f"(allowed: {', '.join(map(str, spec.allowed_values or []))})",
+                f"parameter {name}={show(value)} is not allowed at the destination (allowed: {allowed})",
                 value,
                 spec.allowed_values,
             )

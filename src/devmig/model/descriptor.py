@@ -23,17 +23,21 @@ DEVICE_APIS: dict[str, tuple[str, ...]] = {
     "vfio-ap": (),
     "vfio-platform": (),
     "vfio-amba": (),
+    # not VFIO: a vDPA device reaches the guest as a virtio device of this class (devmig.host.vdpa)
+    "vdpa": ("class",),
 }
 
 #: Identity keys with a known spelling (as sysfs shows them); other keys are free strings.
 API_KEY_PATTERNS: dict[str, str] = {
     "pci_id": r"^[0-9a-f]{4}:[0-9a-f]{4}$",
     "subchannel_type": r"^[0-9a-f]{1,2}$",
+    "class": r"^(net|block)$",
 }
 _API_KEY_RES = {key: re.compile(pattern) for key, pattern in API_KEY_PATTERNS.items()}
 _API_KEY_EXPECTED = {
     "pci_id": "'vvvv:dddd' in lowercase hex (vendor:device)",
     "subchannel_type": "the subchannel type in lowercase hex, as sysfs shows it (0 for I/O)",
+    "class": "a vdpa class as iproute2's vdpa names it: net or block",
 }
 
 
@@ -53,7 +57,7 @@ DeviceApi = Annotated[
     AfterValidator(_known_device_api),
     Field(
         json_schema_extra={"enum": list(DEVICE_APIS)},
-        description="the kernel's VFIO_DEVICE_API_*_STRING",
+        description="the kernel's VFIO_DEVICE_API_*_STRING, or vdpa for a vDPA device",
     ),
 ]
 ApiKey = Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]*$")]
