@@ -11,7 +11,8 @@ Where devmig does better, it adds and never changes: `--help`, `help` and every 
 (iproute2 opens its netlink socket first); a missing family is diagnosed (the modules or kernel options needed)
 instead of "Failed to connect to vdpa Netlink"; a kernel error's hint (e.g. what a missing CAP_NET_ADMIN means)
 follows iproute2's two lines as "devmig: hint: ..."; a number iproute2 refuses silently gets one "devmig: " line.
-The facts: /work/shared/reference/vdpa-netlink.md §3 and the kernel tier's comparison with /usr/sbin/vdpa.
+The facts: the project's reference notes on iproute2's vdpa (shared/reference/vdpa-netlink.md §3) and the kernel
+tier's comparison with /usr/sbin/vdpa.
 """
 
 from __future__ import annotations

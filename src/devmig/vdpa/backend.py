@@ -1,10 +1,11 @@
 """The vDPA seam: what the kernel's "vdpa" generic-netlink family returns, as plain data, and the interface a backend
 implements (the netlink client on a real host, `devmig.sim.vdpa.SimVdpa` in the simulator).
 
-Facts follow /work/shared/reference/vdpa-netlink.md (kernel uapi `include/uapi/linux/vdpa.h`, `drivers/vdpa/vdpa.c`,
-iproute2 `vdpa/vdpa.c`). Field names follow the netlink attributes (VDPA_ATTR_*), values are kept as the kernel sends
-them (feature bitmasks as ints, MAC addresses as "xx:xx:xx:xx:xx:xx"); the helpers here give the names iproute2's
-`vdpa` prints so `devmig vdpa` can be a drop-in for it.
+Facts follow the project's reference notes (shared/reference/vdpa-netlink.md: kernel uapi
+`include/uapi/linux/vdpa.h`, `drivers/vdpa/vdpa.c`, iproute2 `vdpa/vdpa.c`). Field names follow the netlink
+attributes (VDPA_ATTR_*), values are kept as the kernel sends them (feature bitmasks as ints, MAC addresses as
+"xx:xx:xx:xx:xx:xx"); the helpers here give the names iproute2's `vdpa` prints so `devmig vdpa` can be a drop-in
+for it.
 
 Errors: a request the kernel refuses raises `VdpaError` with the errno and the kernel's extack text, exactly as the
 kernel sent it (e.g. "vdpa: device not found"; NL_SET_ERR_MSG_MOD prefixes the module name). Arguments the kernel
