@@ -1,0 +1,1 @@
+"""The fleet: host inventories in a store, placement, claims, and exports for schedulers."""

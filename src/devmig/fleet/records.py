@@ -1,0 +1,48 @@
+"""What the fleet store holds of a host, as plain data: its types (each a capability with free instances) and its
+devices. `devmig inventory publish` makes a HostRecord from a host (devmig.fleet.collect); the store keeps it;
+placement, claims and the exports read it back."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from devmig.model.descriptor import DeviceDescriptor, TypeCapability
+
+
+@dataclass(frozen=True)
+class TypeRecord:
+    """One type a host can create: an mdev type on a parent, a VFIO PCI function's signature, a vDPA class of a
+    management device."""
+
+    #: the parent device (mdev parent, PF, vDPA management device), or the function itself for a PCI type
+    parent: str
+    #: the capability's `type`
+    type_id: str
+    capability: TypeCapability
+    #: free instances when published (None: unknown)
+    available: int | None
+
+
+@dataclass(frozen=True)
+class DeviceRecord:
+    """One device that exists on the host (an mdev, a VFIO PCI function, a vDPA device)."""
+
+    kind: str  # mdev, pci, ccw, vdpa
+    name: str  # UUID, PCI address, bus id, vDPA device name
+    parent: str | None
+    type_id: str | None
+    #: its source descriptor, when it could be described
+    descriptor: DeviceDescriptor | None = None
+
+
+@dataclass(frozen=True)
+class HostRecord:
+    name: str
+    types: tuple[TypeRecord, ...] = ()
+    devices: tuple[DeviceRecord, ...] = ()
+    #: the kernel release (/proc/sys/kernel/osrelease), when known
+    kernel: str | None = None
+    #: seconds since the epoch when the inventory was published (set by the store)
+    published: float | None = None
+    #: problems met while collecting (types that could not be described, ...)
+    warnings: tuple[str, ...] = field(default=())

@@ -1,0 +1,683 @@
+"""The fleet store: host inventories in SQLite (one file, the default) or PostgreSQL (a fleet), with placement and
+claims.
+
+- `publish(record)` replaces a host's rows in one transaction: readers see the old inventory or the new one.
+- `place(source)` narrows in SQL (device API, identity, model or type, major, minor not older), checks each distinct
+  capability document left exactly (devmig.compat.check), lets SQL find and order the hosts that have room (free
+  instances less active claims), and summarises the rest by reason.
+- `place(..., claim=SECONDS)` also reserves one instance of the best candidate that still has room, for that long.
+  Two schedulers claiming at once never get more than the free instances: on PostgreSQL the type's row is locked
+  (`FOR UPDATE SKIP LOCKED`: a row another claimer holds is skipped, not waited for); SQLite takes its database
+  write lock for the claim's transaction (`BEGIN IMMEDIATE`).
+
+URLs: `sqlite:///PATH`, `postgresql://USER@HOST/DB` (the psycopg driver), or a path. The default is `$DEVMIG_STORE`,
+else `$XDG_DATA_HOME/devmig/fleet.db` (`~/.local/share/devmig/fleet.db`). The schema is created and upgraded with
+Alembic when a store is opened.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import time
+import uuid
+from collections import Counter
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from functools import lru_cache
+from pathlib import Path
+from typing import Any, cast
+
+from sqlalchemy import Connection, Engine, create_engine, delete, event, func, insert, or_, select, update
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError, DBAPIError, NoSuchModuleError, SQLAlchemyError
+
+from devmig.compat import check
+from devmig.compat.plan import Rank, candidate_rank
+from devmig.errors import DevmigError, InputError
+from devmig.fleet import schema
+from devmig.fleet.place import (
+    NO_ROOM,
+    Candidate,
+    Claim,
+    Placement,
+    Refusal,
+    StoredIdentity,
+    first_error,
+    group,
+    identity_reason,
+)
+from devmig.fleet.records import DeviceRecord, HostRecord, TypeRecord
+from devmig.model.descriptor import Confidence, DeviceDescriptor, TypeCapability
+from devmig.model.verdict import Verdict
+
+ENV_STORE = "DEVMIG_STORE"
+#: seconds a claim lasts unless told otherwise
+CLAIM_SECONDS = 300.0
+#: seconds a claim keeps trying while its only candidates are held by other claimers
+CLAIM_WAIT = 10.0
+
+
+#: compatible capability ids, best first, with their document, verdict and rank (free instances left aside)
+Ranked = dict[int, tuple[TypeCapability, Verdict, Rank]]
+#: a refused capability id with its first error (code, message)
+Rejected = tuple[int, str, str]
+
+
+class StoreError(DevmigError):
+    """The store cannot be opened or answered with an error (names the store, never its password)."""
+
+
+def default_url() -> str:
+    if os.environ.get(ENV_STORE):
+        return os.environ[ENV_STORE]
+    base = Path(os.environ.get("XDG_DATA_HOME") or Path.home() / ".local" / "share")
+    return f"sqlite:///{base / 'devmig' / 'fleet.db'}"
+
+
+def normalise_url(url: str) -> str:
+    """A path is an SQLite file; postgresql:// means the psycopg driver (the one devmig installs)."""
+    if "://" not in url:
+        return f"sqlite:///{Path(url).expanduser()}"
+    if url.startswith(("postgresql://", "postgres://")):
+        return "postgresql+psycopg://" + url.split("://", 1)[1]
+    return url
+
+
+def _canonical(value: Any) -> str:
+    return json.dumps(value, sort_keys=True, separators=(",", ":"))
+
+
+def _document(cap: TypeCapability) -> str:
+    """The capability as stored: without available_instances (that belongs to a host's type, not the document)."""
+    return _canonical(cap.model_dump(mode="json", exclude_none=True, exclude={"available_instances"}))
+
+
+@lru_cache(maxsize=4096)
+def _parse(document: str) -> TypeCapability:
+    return TypeCapability.model_validate_json(document)
+
+
+class FleetStore:
+    def __init__(self, engine: Engine, shown: str) -> None:
+        self.engine = engine
+        #: the URL without its password, for messages
+        self.shown = shown
+
+    # -- opening ---------------------------------------------------------------------------------------------------
+
+    @classmethod
+    def open(cls, url: str | None = None) -> FleetStore:
+        """Open (create, upgrade) the store at `url` (default: default_url())."""
+        raw = normalise_url(url or default_url())
+        try:
+            parsed = make_url(raw)
+        except (ArgumentError, ValueError):
+            raise InputError(f"store URL {raw!r}: expected sqlite:///PATH or postgresql://USER@HOST/DB") from None
+        shown = parsed.render_as_string(hide_password=True)
+        if parsed.get_backend_name() not in ("sqlite", "postgresql"):
+            raise InputError(f"store {shown}: devmig keeps its fleet in SQLite or PostgreSQL")
+        try:
+            if parsed.get_backend_name() == "sqlite":
+                engine = _sqlite_engine(parsed.database, raw)
+            else:
+                engine = create_engine(raw, pool_pre_ping=True)
+        except (NoSuchModuleError, ArgumentError) as exc:
+            raise InputError(f"store {shown}: {exc}") from None
+        store = cls(engine, shown)
+        with store._errors("open"):
+            store._upgrade()
+        return store
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    def __enter__(self) -> FleetStore:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @contextmanager
+    def _errors(self, what: str) -> Iterator[None]:
+        try:
+            yield
+        except DBAPIError as exc:
+            reason = str(exc.orig).strip().splitlines()[0] if exc.orig is not None else str(exc)
+            raise StoreError(f"store {self.shown}: {what}: {reason}") from None
+        except SQLAlchemyError as exc:
+            raise StoreError(f"store {self.shown}: {what}: {exc}") from None
+
+    def _upgrade(self) -> None:
+        with self.engine.connect() as conn:
+            if _revision(conn) == schema.HEAD:
+                return  # the common case, without importing Alembic
+        from alembic import command
+        from alembic.config import Config
+
+        config = Config()
+        config.set_main_option("script_location", str(Path(__file__).with_name("migrations")))
+        with self.engine.begin() as conn:
+            config.attributes["connection"] = conn
+            command.upgrade(config, "head")
+
+    @contextmanager
+    def _write(self) -> Iterator[Connection]:
+        """A write transaction (SQLite: holding the database's write lock from its start)."""
+        with self._errors("write"), self.engine.connect() as conn:
+            conn = conn.execution_options(devmig_write=True)
+            with conn.begin():
+                yield conn
+
+    # -- inventories ------------------------------------------------------------------------------------------------
+
+    def publish(self, record: HostRecord, *, now: float | None = None) -> HostRecord:
+        """Replace `record.name`'s inventory with `record`, in one transaction. Returns it as stored."""
+        when = time.time() if now is None else now
+        with self._write() as conn:
+            host_id = self._host_row(conn, record, when)
+            before = self._host_counts(conn, host_id)
+            conn.execute(delete(schema.host_types).where(schema.host_types.c.host_id == host_id))
+            conn.execute(delete(schema.devices).where(schema.devices.c.host_id == host_id))
+            ids = self._capability_ids(conn, [t.capability for t in record.types])
+            if record.types:
+                conn.execute(
+                    insert(schema.host_types),
+                    [
+                        {
+                            "host_id": host_id,
+                            "parent": t.parent,
+                            "type_id": t.type_id,
+                            "capability_id": ids[_document(t.capability)],
+                            "available": t.available,
+                        }
+                        for t in _unique_types(record.types)
+                    ],
+                )
+            after = Counter(ids[_document(t.capability)] for t in _unique_types(record.types))
+            self._count(conn, before, after)
+            if record.devices:
+                conn.execute(
+                    insert(schema.devices),
+                    [
+                        {
+                            "host_id": host_id,
+                            "kind": d.kind,
+                            "name": d.name,
+                            "parent": d.parent,
+                            "type_id": d.type_id,
+                            "descriptor": d.descriptor.model_dump_json(exclude_none=True) if d.descriptor else None,
+                        }
+                        for d in record.devices
+                    ],
+                )
+        return HostRecord(record.name, record.types, record.devices, record.kernel, when, record.warnings)
+
+    @staticmethod
+    def _host_counts(conn: Connection, host_id: int) -> Counter[int]:
+        """How many of a host's types have each document."""
+        t = schema.host_types
+        rows = conn.execute(
+            select(t.c.capability_id, func.count()).where(t.c.host_id == host_id).group_by(t.c.capability_id)
+        )
+        return Counter({int(cap_id): int(count) for cap_id, count in rows})
+
+    def _count(self, conn: Connection, before: Counter[int], after: Counter[int]) -> None:
+        """Move each document's host-type and host counts from the host's old rows to its new ones (in id order, so
+        concurrent publishers lock documents in the same order)."""
+        c = schema.capabilities
+        for cap_id in sorted(before.keys() | after.keys()):
+            types = after[cap_id] - before[cap_id]
+            hosts = (cap_id in after) - (cap_id in before)
+            if types or hosts:
+                conn.execute(update(c).where(c.c.id == cap_id).values(types=c.c.types + types, hosts=c.c.hosts + hosts))
+
+    def _host_row(self, conn: Connection, record: HostRecord, when: float) -> int:
+        hosts = schema.hosts
+        values = {"kernel": record.kernel, "published": when, "warnings": json.dumps(list(record.warnings))}
+        found = conn.execute(select(hosts.c.id).where(hosts.c.name == record.name).with_for_update()).scalar()
+        if found is not None:
+            conn.execute(update(hosts).where(hosts.c.id == found).values(**values))
+            return int(found)
+        return int(conn.execute(insert(hosts).values(name=record.name, **values).returning(hosts.c.id)).scalar_one())
+
+    def _capability_ids(self, conn: Connection, caps: Sequence[TypeCapability]) -> dict[str, int]:
+        """The row id of each distinct document, inserting those the store does not have yet."""
+        docs = {_document(cap): cap for cap in caps}
+        if not docs:
+            return {}
+        digests = {hashlib.sha256(doc.encode()).hexdigest(): doc for doc in docs}
+        table = schema.capabilities
+        known: dict[str, int] = {
+            digest: row_id
+            for digest, row_id in conn.execute(
+                select(table.c.digest, table.c.id).where(table.c.digest.in_(list(digests)))
+            )
+        }
+        for digest, doc in digests.items():
+            if digest in known:
+                continue
+            cap = docs[doc]
+            version = cap.software_version
+            row = {
+                "digest": digest,
+                "device_api": cap.device_api,
+                "type_id": cap.type,
+                "api_key": _canonical(cap.api),
+                "major": version.major,
+                "minor": version.minor,
+                "bugfix": version.bugfix,
+                "confidence": cap.confidence,
+                "document": doc,
+                "types": 0,
+                "hosts": 0,
+            }
+            known[digest] = _insert_ignoring_duplicate(conn, row)
+            models = [{"capability_id": known[digest], "model": m} for m in cap.models]
+            if models:
+                existing = conn.execute(
+                    select(schema.capability_models.c.model).where(
+                        schema.capability_models.c.capability_id == known[digest]
+                    )
+                ).scalars()
+                missing = [m for m in models if m["model"] not in set(existing)]
+                if missing:
+                    conn.execute(insert(schema.capability_models), missing)
+        return {doc: known[digest] for digest, doc in digests.items()}
+
+    def hosts(self) -> list[HostRecord]:
+        """Every host's inventory, by name."""
+        with self._errors("read"), self.engine.connect() as conn:
+            names = conn.execute(select(schema.hosts.c.name).order_by(schema.hosts.c.name)).scalars().all()
+            return [self._read_host(conn, name) for name in names]
+
+    def host(self, name: str) -> HostRecord:
+        with self._errors("read"), self.engine.connect() as conn:
+            return self._read_host(conn, name)
+
+    def _read_host(self, conn: Connection, name: str) -> HostRecord:
+        h = schema.hosts
+        row = conn.execute(select(h).where(h.c.name == name)).first()
+        if row is None:
+            raise InputError(f"host {name}: not in store {self.shown} (devmig inventory publish adds it)")
+        t, c, d = schema.host_types, schema.capabilities, schema.devices
+        types = tuple(
+            TypeRecord(parent, type_id, _parse(document), available)
+            for parent, type_id, available, document in conn.execute(
+                select(t.c.parent, t.c.type_id, t.c.available, c.c.document)
+                .join(c, c.c.id == t.c.capability_id)
+                .where(t.c.host_id == row.id)
+                .order_by(t.c.parent, t.c.type_id)
+            )
+        )
+        devices = tuple(
+            DeviceRecord(kind, dname, parent, type_id, DeviceDescriptor.model_validate_json(desc) if desc else None)
+            for kind, dname, parent, type_id, desc in conn.execute(
+                select(d.c.kind, d.c.name, d.c.parent, d.c.type_id, d.c.descriptor)
+                .where(d.c.host_id == row.id)
+                .order_by(d.c.id)
+            )
+        )
+        return HostRecord(row.name, types, devices, row.kernel, row.published, tuple(json.loads(row.warnings)))
+
+    def remove(self, name: str) -> None:
+        """Forget a host (its types, devices; its claims stay until they expire)."""
+        h = schema.hosts
+        with self._write() as conn:
+            host_id = conn.execute(select(h.c.id).where(h.c.name == name).with_for_update()).scalar()
+            if host_id is not None:
+                before = self._host_counts(conn, host_id)
+                self._count(conn, before, Counter())
+            gone = conn.execute(delete(h).where(h.c.name == name)).rowcount
+        if not gone:
+            raise InputError(f"host {name}: not in store {self.shown}")
+
+    # -- placement --------------------------------------------------------------------------------------------------
+
+    def place(
+        self,
+        source: DeviceDescriptor,
+        *,
+        limit: int = 10,
+        claim: float | None = None,
+        holder: str | None = None,
+        exclude: Sequence[str] = (),
+        now: float | None = None,
+    ) -> Placement:
+        """The host types that can take `source`, best first (at most `limit`), and why the others cannot. Hosts in
+        `exclude` (the source's own, say) are not offered. With `claim` (seconds), also reserve one instance of the
+        best candidate that still has room."""
+        when = time.time() if now is None else now
+        with self._errors("place"), self.engine.connect() as conn:
+            placement, order, rejected = self._judge(conn, source)
+            placement.candidates = self._candidates(conn, order, limit, when, exclude)
+            placement.refused = self._refusals(conn, source, order, rejected, when)
+        if claim is not None:
+            placement.claim = self._claim(source, order, claim, holder, when, exclude)
+        return placement
+
+    def _judge(self, conn: Connection, source: DeviceDescriptor) -> tuple[Placement, Ranked, list[Rejected]]:
+        """Narrow in SQL, check exactly in Python: the compatible documents by rank (free left aside), and the
+        refused ones with their first error."""
+        c, m = schema.capabilities, schema.capability_models
+        version = source.software_version
+        narrowed = select(c.c.id, c.c.document).where(
+            c.c.device_api == source.device_api,
+            c.c.api_key == _canonical(source.api),
+            c.c.major == version.major,
+            c.c.minor >= version.minor,
+            c.c.types > 0,
+        )
+        if source.model is not None:
+            narrowed = narrowed.where(c.c.id.in_(select(m.c.capability_id).where(m.c.model == source.model)))
+        else:
+            narrowed = narrowed.where(c.c.type_id == source.type, ~c.c.id.in_(select(m.c.capability_id)))
+        placement = Placement(source)
+        placement.host_types = int(conn.execute(select(func.coalesce(func.sum(c.c.types), 0))).scalar_one())
+        compatible: Ranked = {}
+        rejected: list[Rejected] = []
+        for cap_id, document in conn.execute(narrowed):
+            cap = _parse(document)
+            verdict = check(source, cap)
+            placement.checked += 1
+            if verdict.compatible:
+                compatible[cap_id] = (cap, verdict, candidate_rank(source, cap, verdict))
+            else:
+                rejected.append((cap_id, *first_error(verdict)))
+        order = dict(sorted(compatible.items(), key=lambda item: (item[1][2], item[0])))
+        return placement, order, rejected
+
+    def _claimed(self, conn: Connection, when: float) -> dict[tuple[str, str, str], int]:
+        """Active claims per (host, parent, type): few, so read whole rather than joined to every host type."""
+        cl = schema.claims
+        rows = conn.execute(
+            select(cl.c.host, cl.c.parent, cl.c.type_id, func.count())
+            .where(cl.c.expires > when)
+            .group_by(cl.c.host, cl.c.parent, cl.c.type_id)
+        )
+        return {(host, parent, type_id): int(count) for host, parent, type_id, count in rows}
+
+    def _candidates(
+        self, conn: Connection, order: Ranked, limit: int, when: float, exclude: Sequence[str]
+    ) -> list[Candidate]:
+        """The best `limit` host types with room. Documents of equal rank are taken together, best first; within
+        them host types come by free instances. Claims only lower a free count, so with C active claims the best
+        `limit` are among the first `limit + C` by published count: the index walks no further than that."""
+        if not order or limit <= 0:
+            return []
+        t, h = schema.host_types, schema.hosts
+        claimed = self._claimed(conn, when)
+        window = limit + sum(claimed.values())
+        out: list[Candidate] = []
+        for tier in _tiers(order):
+            rows = conn.execute(
+                select(h.c.name, t.c.parent, t.c.type_id, t.c.capability_id, t.c.available)
+                .join(h, h.c.id == t.c.host_id)
+                .where(
+                    t.c.capability_id.in_(tier),
+                    or_(t.c.available.is_(None), t.c.available > 0),
+                    h.c.name.not_in(list(exclude)),
+                )
+                .order_by(t.c.available.desc().nulls_last(), h.c.name, t.c.parent)
+                .limit(window)
+            ).all()
+            found = []
+            for host, parent, type_id, cap_id, available in rows:
+                free = None if available is None else available - claimed.get((host, parent, type_id), 0)
+                if free is not None and free <= 0:
+                    continue
+                cap, verdict, rank = order[cap_id]
+                found.append(
+                    Candidate(host, parent, type_id, cap, verdict, rank._replace(fewer_free=-(free or 0)), free)
+                )
+            found.sort(key=lambda c: (c.free is None, -(c.free or 0), c.host, c.parent))
+            out += found[: limit - len(out)]
+            if len(out) >= limit:
+                break
+        return out
+
+    def _refusals(
+        self, conn: Connection, source: DeviceDescriptor, order: Ranked, rejected: list[Rejected], when: float
+    ) -> list[Refusal]:
+        """Why the rest cannot: per distinct document, with the host-type and host counts kept on it."""
+        c, m, t, h = schema.capabilities, schema.capability_models, schema.host_types, schema.hosts
+        models: dict[int, list[str]] = {}
+        for cap_id, model in conn.execute(select(m.c.capability_id, m.c.model)):
+            models.setdefault(cap_id, []).append(model)
+        rows = {
+            row.id: row
+            for row in conn.execute(
+                select(c)
+                .where(c.c.types > 0)
+                .with_only_columns(
+                    c.c.id,
+                    c.c.device_api,
+                    c.c.type_id,
+                    c.c.api_key,
+                    c.c.major,
+                    c.c.minor,
+                    c.c.bugfix,
+                    c.c.confidence,
+                    c.c.types,
+                    c.c.hosts,
+                )
+            )
+        }
+        reasons: list[tuple[str, str, int, int]] = []
+        for cap_id, code, message in rejected:
+            if cap_id in rows:
+                reasons.append((code, message, rows[cap_id].types, rows[cap_id].hosts))
+        checked = {cap_id for cap_id, _, _ in rejected} | set(order)
+        for row in rows.values():
+            if row.id in checked:
+                continue
+            stored = StoredIdentity(
+                row.device_api,
+                row.type_id,
+                json.loads(row.api_key),
+                tuple(models.get(row.id, ())),
+                f"{row.major}.{row.minor}.{row.bugfix}",
+                _confidence(row.confidence),
+            )
+            reasons.append((*identity_reason(source, stored), row.types, row.hosts))
+        if order:
+            full_types, full_hosts = conn.execute(
+                select(func.count(), func.count(t.c.host_id.distinct())).where(
+                    t.c.capability_id.in_(list(order)), t.c.available <= 0
+                )
+            ).one()
+            claimed = self._claimed(conn, when)
+            if claimed:  # host types with room that claims have taken whole
+                full_claimed = [
+                    (host, available)
+                    for host, parent, type_id, available in conn.execute(
+                        select(h.c.name, t.c.parent, t.c.type_id, t.c.available)
+                        .join(h, h.c.id == t.c.host_id)
+                        .where(t.c.capability_id.in_(list(order)), t.c.available > 0)
+                        .where(h.c.name.in_({host for host, _, _ in claimed}))
+                    )
+                    if available - claimed.get((host, parent, type_id), 0) <= 0
+                ]
+                full_types += len(full_claimed)
+                full_hosts += len({host for host, _ in full_claimed})
+            if full_types:
+                reasons.append((NO_ROOM, "compatible, but no free instance (claims counted)", full_types, full_hosts))
+        return group(reasons)
+
+    # -- claims -----------------------------------------------------------------------------------------------------
+
+    def _claim(
+        self,
+        source: DeviceDescriptor,
+        order: Ranked,
+        seconds: float,
+        holder: str | None,
+        when: float,
+        exclude: Sequence[str],
+    ) -> Claim | None:
+        """Reserve one instance of the best candidate that still has room; None when none has. A candidate another
+        claimer holds locked is skipped; when only such candidates were left, the claim is tried again, so claiming
+        never grants more than the free instances and, given time, never fewer."""
+        if seconds <= 0:
+            raise InputError(f"claim of {seconds} seconds: a claim must last a positive time")
+        deadline = time.monotonic() + CLAIM_WAIT
+        while True:
+            claim, busy = self._claim_once(source, order, seconds, holder, when, exclude)
+            if claim is not None or not busy or time.monotonic() > deadline:
+                return claim
+            time.sleep(0.005)
+
+    def _claim_once(
+        self,
+        source: DeviceDescriptor,
+        order: Ranked,
+        seconds: float,
+        holder: str | None,
+        when: float,
+        exclude: Sequence[str],
+    ) -> tuple[Claim | None, bool]:
+        """One try: (the claim, or None; whether a candidate was skipped because another claimer held it)."""
+        t, h, cl = schema.host_types, schema.hosts, schema.claims
+        busy = False
+        window = 16
+        with self._write() as conn:
+            while True:
+                candidates = self._candidates(conn, order, window, when, exclude)
+                for candidate in candidates:
+                    key = (candidate.host, candidate.parent, candidate.type_id)
+                    row = (
+                        select(t.c.id, t.c.available)
+                        .join(h, h.c.id == t.c.host_id)
+                        .where(
+                            h.c.name == candidate.host, t.c.parent == candidate.parent, t.c.type_id == candidate.type_id
+                        )
+                    )
+                    if conn.dialect.name == "postgresql":
+                        # SQLite holds the whole database's write lock already (BEGIN IMMEDIATE)
+                        row = row.with_for_update(of=t, skip_locked=True)
+                    locked = conn.execute(row).first()
+                    if locked is None:
+                        busy = True  # another scheduler is claiming it right now: take the next one
+                        continue
+                    taken = conn.execute(
+                        select(func.count()).where(
+                            cl.c.host == key[0], cl.c.parent == key[1], cl.c.type_id == key[2], cl.c.expires > when
+                        )
+                    ).scalar_one()
+                    if locked.available is not None and locked.available - taken <= 0:
+                        continue  # taken while we looked: counted again under the lock
+                    claim = Claim(str(uuid.uuid4()), *key, when + seconds, holder)
+                    conn.execute(
+                        insert(cl).values(
+                            id=claim.id,
+                            host=claim.host,
+                            parent=claim.parent,
+                            type_id=claim.type_id,
+                            created=when,
+                            expires=claim.expires,
+                            holder=holder,
+                            source=source.model_dump_json(exclude_none=True),
+                        )
+                    )
+                    return claim, busy
+                if len(candidates) < window:
+                    return None, busy
+                window *= 4  # every one of these was full or held: look further down the ranking
+
+    def release(self, claim_id: str) -> Claim:
+        """Give a claim back before it expires."""
+        with self._write() as conn:
+            row = conn.execute(select(schema.claims).where(schema.claims.c.id == claim_id)).first()
+            if row is None:
+                raise InputError(f"claim {claim_id}: not in store {self.shown} (released already, or never made)")
+            conn.execute(delete(schema.claims).where(schema.claims.c.id == claim_id))
+        return Claim(row.id, row.host, row.parent, row.type_id, row.expires, row.holder)
+
+    def claims(self, *, now: float | None = None, expired: bool = False) -> list[Claim]:
+        """The active claims (with `expired`, the expired ones too), soonest to expire first."""
+        when = time.time() if now is None else now
+        cl = schema.claims
+        query = select(cl).order_by(cl.c.expires, cl.c.id)
+        if not expired:
+            query = query.where(cl.c.expires > when)
+        with self._errors("read"), self.engine.connect() as conn:
+            return [Claim(r.id, r.host, r.parent, r.type_id, r.expires, r.holder) for r in conn.execute(query)]
+
+    def purge(self, *, now: float | None = None) -> int:
+        """Delete expired claims; how many."""
+        when = time.time() if now is None else now
+        with self._write() as conn:
+            return int(conn.execute(delete(schema.claims).where(schema.claims.c.expires <= when)).rowcount)
+
+
+def _confidence(text: str) -> Confidence:
+    if text not in ("declared", "profile", "unverified"):
+        raise StoreError(f"a stored capability has confidence {text!r}: the store was written by another program")
+    return cast(Confidence, text)
+
+
+def _tiers(order: Ranked) -> list[list[int]]:
+    """Capability ids grouped by equal rank (free instances aside), best group first."""
+    tiers: list[list[int]] = []
+    last: Rank | None = None
+    for cap_id, (_, _, rank) in order.items():
+        if last is None or rank != last:
+            tiers.append([])
+        tiers[-1].append(cap_id)
+        last = rank
+    return tiers
+
+
+def _unique_types(types: Sequence[TypeRecord]) -> list[TypeRecord]:
+    seen: dict[tuple[str, str], TypeRecord] = {}
+    for record in types:
+        seen.setdefault((record.parent, record.type_id), record)
+    return list(seen.values())
+
+
+def _insert_ignoring_duplicate(conn: Connection, row: dict[str, Any]) -> int:
+    """Insert a capability unless a concurrent publisher just did; its id either way."""
+    table = schema.capabilities
+    if conn.dialect.name == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert as pg_insert
+
+        conn.execute(pg_insert(table).values(**row).on_conflict_do_nothing(index_elements=["digest"]))
+    else:
+        from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+        conn.execute(sqlite_insert(table).values(**row).on_conflict_do_nothing(index_elements=["digest"]))
+    return int(conn.execute(select(table.c.id).where(table.c.digest == row["digest"])).scalar_one())
+
+
+def _revision(conn: Connection) -> str | None:
+    try:
+        return conn.exec_driver_sql("SELECT version_num FROM alembic_version").scalar()
+    except DBAPIError:
+        conn.rollback()
+        return None
+
+
+def _sqlite_engine(database: str | None, url: str) -> Engine:
+    if database and database != ":memory:":
+        Path(database).expanduser().parent.mkdir(parents=True, exist_ok=True)
+    engine = create_engine(url, connect_args={"timeout": 60})
+
+    @event.listens_for(engine, "connect")
+    def _connect(dbapi_conn: Any, record: Any) -> None:
+        # let SQLAlchemy's "begin" below decide how a transaction starts (pysqlite's own BEGIN is deferred)
+        dbapi_conn.isolation_level = None
+        cursor = dbapi_conn.cursor()
+        for pragma in ("journal_mode=WAL", "foreign_keys=ON", "busy_timeout=60000", "synchronous=NORMAL"):
+            cursor.execute(f"PRAGMA {pragma}")
+        cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def _begin(conn: Connection) -> None:
+        # writes take the database's write lock at once, so a claim's count and insert cannot interleave
+        conn.exec_driver_sql("BEGIN IMMEDIATE" if conn.get_execution_options().get("devmig_write") else "BEGIN")
+
+    return engine
+
+
+__all__ = ["CLAIM_SECONDS", "FleetStore", "StoreError", "default_url"]
