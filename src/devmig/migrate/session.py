@@ -27,7 +27,7 @@ from devmig import __version__
 from devmig.errors import DevmigError, IncompatibleError
 from devmig.migrate.device import DataFd, MigrationDevice
 from devmig.migrate.fsm import MIGRATION_PRE_COPY, PRE_COPY, RESUMING, RUNNING, STOP, STOP_COPY, MigState
-from devmig.migrate.stream import CHUNK, Kind, Reader, Record, StreamError, Writer
+from devmig.migrate.stream import CHUNK, Kind, Limits, Reader, Record, StreamError, Writer
 from devmig.migrate.vfio import VfioError
 
 Role = Literal["source", "destination"]
@@ -320,11 +320,14 @@ class Destination:
         judge: Judge,
         progress: Progress = quiet,
         clock: Callable[[], float] = time.monotonic,
+        limits: Limits | None = None,
     ) -> None:
         self.device = device
         self.judge = judge
         self.progress = progress
         self.clock = clock
+        #: what a hostile sender may cost (devmig.migrate.stream.Limits); sized from the state once HELLO is read
+        self.limits = limits or Limits()
         self.outcome = Outcome("destination", device.name)
 
     def run(self, reader: Reader, replies: Callable[[], Writer] | None = None) -> Outcome:
@@ -332,6 +335,7 @@ class Destination:
         hello = reader.expect(Kind.HELLO).json()
         self.outcome.peer = {k: hello.get(k) for k in ("device", "devmig", "migration_flags", "data_size")}
         total = hello.get("data_size") if isinstance(hello.get("data_size"), int) else None
+        reader.limits = self.limits.for_state(self._expected_size(total))
         self.progress(Event("destination", "hello", 0, total, message=str(hello.get("device"))))
         reply = replies() if replies is not None else None
         refusal = self._refusal(hello)
@@ -366,6 +370,17 @@ class Destination:
         self.outcome.seconds = self.clock() - started
         self.progress(Event("destination", "done", self.outcome.bytes, self.outcome.bytes))
         return self.outcome
+
+    def _expected_size(self, announced: int | None) -> int:
+        """The state size to bound the stream by: what the sender announced, but never more than four times what
+        this device (of a compatible type) says its own state takes, so a HELLO that lies high buys nothing."""
+        try:
+            own: int | None = self.device.mig_data_size()
+        except DevmigError:
+            own = None
+        if announced is None or announced < 0:
+            return own or 0
+        return announced if own is None else min(announced, 4 * max(own, 1))
 
     def _refusal(self, hello: dict[str, Any]) -> Refusal | None:
         _migration_flags(self.device, "destination")

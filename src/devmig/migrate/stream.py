@@ -23,6 +23,8 @@ from __future__ import annotations
 
 import json
 import struct
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from enum import IntEnum, IntFlag
 from typing import Any, Final, Protocol
@@ -141,11 +143,58 @@ class Writer:
         self.record(Kind.END, END.pack(self.data_bytes, self.data_records))
 
 
-class Reader:
-    """Records from a channel, checked: version, kind, length and CRC32C; StreamError names what is wrong."""
+@dataclass
+class Limits:
+    """What a reader accepts from a peer it does not trust: every limit ends a hostile stream with a StreamError, in
+    bounded memory and time.
 
-    def __init__(self, channel: Channel) -> None:
+    `max_record` bounds one record (and so the memory a read takes: the length is checked before anything is
+    allocated); `max_data` bounds the DATA bytes of the whole stream (None: no bound yet; a receiver sets it from
+    the sender's announced size, see `for_state`); `record_seconds` bounds the time one record may take to arrive,
+    so a peer that dribbles bytes (slow loris) is cut even though each read returns in time; `min_rate` (bytes/s,
+    0: none) is the average the stream must keep once `grace` seconds have passed.
+    """
+
+    max_record: int = MAX_RECORD
+    max_data: int | None = None
+    record_seconds: float = 60.0
+    min_rate: float = 64 << 10
+    grace: float = 30.0
+
+    def for_state(self, announced: int | None) -> Limits:
+        """Limits once the sender has said how big the device's state is: no record larger than both a chunk and
+        the whole state, and no more DATA than `STATE_FACTOR` times the state (pre-copy sends dirty pages again, so
+        more than once is normal) plus a chunk per round's worth of slack."""
+        size = max(int(announced or 0), 0)
+        record = min(self.max_record, max(CHUNK, size))
+        total = STATE_FACTOR * size + 64 * CHUNK
+        return Limits(
+            record,
+            total if self.max_data is None else min(total, self.max_data),
+            self.record_seconds,
+            self.min_rate,
+            self.grace,
+        )
+
+
+#: a stream may carry this many times the device's announced state size (pre-copy rounds re-send dirty data)
+STATE_FACTOR = 16
+#: HELLO and the other control records are small: their limit before the sender has announced a size
+CONTROL_RECORD = 1 << 20
+
+
+class Reader:
+    """Records from a channel, checked: version, kind, length and CRC32C, within `Limits`; StreamError names what
+    is wrong."""
+
+    def __init__(
+        self, channel: Channel, limits: Limits | None = None, clock: Callable[[], float] = time.monotonic
+    ) -> None:
         self.channel = channel
+        self.limits = limits or Limits(max_record=CONTROL_RECORD)
+        self.clock = clock
+        self.started = clock()
+        self._record_started = self.started
         self.what = f"migration stream from {channel.name}"
         self._head = bytearray(max(PREAMBLE.size, FRAME.size))
         self._buffer = bytearray(CHUNK)
@@ -173,6 +222,7 @@ class Reader:
             n = self.channel.recv_into(view[got:])
             if n == 0 and got == 0 and eof_ok:
                 return view[:0]
+            self._pace(got + n, what)
             if n == 0:
                 raise StreamError(
                     f"{self.what}: cut inside {what} after {self.received + got} bytes "
@@ -182,15 +232,43 @@ class Reader:
         self.received += size
         return view
 
+    def _pace(self, got: int, what: str) -> None:
+        """A peer that sends too slowly is cut: one record within `record_seconds`, and the average rate."""
+        now, limits = self.clock(), self.limits
+        if now - self._record_started > limits.record_seconds:
+            raise StreamError(
+                f"{self.what}: {what} took more than {limits.record_seconds:g} s to arrive ({got} bytes of it): "
+                "the sender is stalled or too slow"
+            )
+        elapsed = now - self.started
+        if limits.min_rate and elapsed > limits.grace and (self.received + got) / elapsed < limits.min_rate:
+            raise StreamError(
+                f"{self.what}: {self.received + got} bytes in {elapsed:.0f} s, below the {limits.min_rate:g} "
+                "bytes/s a stream must keep: the sender is stalled or too slow"
+            )
+
     def next(self) -> Record | None:
         """The next record; None at a clean end of the channel (between records)."""
         while True:
+            self._record_started = self.clock()
             head = bytes(self._exactly(FRAME.size, self._head, "a record header", eof_ok=True))
             if not head:
                 return None
             code, flags, _, length, crc = FRAME.unpack(head)
-            if length > MAX_RECORD:
-                raise StreamFormatError(f"{self.what}: a record of {length} bytes at byte {self.received}: corrupt")
+            if length > self.limits.max_record:
+                raise StreamFormatError(
+                    f"{self.what}: a record of {length} bytes at byte {self.received}, more than the "
+                    f"{self.limits.max_record} this stream may carry in one record: corrupt or hostile"
+                )
+            if (
+                code == Kind.DATA
+                and self.limits.max_data is not None
+                and self.data_bytes + length > self.limits.max_data
+            ):
+                raise StreamFormatError(
+                    f"{self.what}: more than {self.limits.max_data} bytes of device data, {STATE_FACTOR} times what "
+                    "the sender announced and more: the sender lied about the state's size or never ends"
+                )
             if len(self._buffer) < length:
                 self._buffer = bytearray(length)
             payload = self._exactly(length, self._buffer, f"a record of {length} bytes")
