@@ -3,17 +3,31 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+import pytest
+
 from tests.cli.conftest import Result, run_devmig
 from tests.paths import ROOT
 
 SOURCE = "6f1c0a2e-3b4d-4c5e-8f90-a1b2c3d4e5f6"  # alpha's running simgpu-2G 1.2.0
 TARGET = "11111111-2222-3333-4444-555555555555"
+#: plain TCP, for the tests about something else than the channel (tests/sim/test_tls.py is about the channel)
+INSECURE = "--insecure"
+
+
+@pytest.fixture
+def psk(tmp_path: Path) -> tuple[str, str]:
+    """--psk-file FILE: a lab's pre-shared key, the same file for both hosts."""
+    path = tmp_path / "migration.psk"
+    path.write_bytes(os.urandom(32))
+    path.chmod(0o600)
+    return "--psk-file", str(path)
 
 
 def prepared(host: str = "sim:beta") -> str:
@@ -52,10 +66,10 @@ def finish(proc: subprocess.Popen[str]) -> Result:
     return Result(proc.returncode, out, err)
 
 
-def test_a_device_migrates_between_lab_hosts_over_tcp() -> None:
+def test_a_device_migrates_between_lab_hosts_over_tcp(psk: tuple[str, str]) -> None:
     target = prepared()
-    with receiver(target, "sim:beta") as (address, proc):
-        sent = run_devmig("migrate", SOURCE, "--to", address, "--host", "sim:alpha", "-j")
+    with receiver(target, "sim:beta", *psk) as (address, proc):
+        sent = run_devmig("migrate", SOURCE, "--to", address, "--host", "sim:alpha", "-j", *psk)
         got = finish(proc)
     assert sent.code == 0, sent.err
     assert got.code == 0, got.err
@@ -69,10 +83,10 @@ def test_a_device_migrates_between_lab_hosts_over_tcp() -> None:
     assert received["ok"] and received["state"] == "RUNNING" and received["bytes"] == result["bytes"]
 
 
-def test_text_output_is_one_summary_line() -> None:
+def test_text_output_is_one_summary_line(psk: tuple[str, str]) -> None:
     target = prepared()
-    with receiver(target, "sim:beta") as (address, proc):
-        sent = run_devmig("migrate", SOURCE, "--to", address, "--host", "sim:alpha")
+    with receiver(target, "sim:beta", *psk) as (address, proc):
+        sent = run_devmig("migrate", SOURCE, "--to", address, "--host", "sim:alpha", *psk)
         finish(proc)
     assert sent.code == 0, sent.err
     (line,) = sent.out.splitlines()
@@ -83,19 +97,21 @@ def test_an_incompatible_receiver_refuses_up_front_and_both_sides_say_why() -> N
     made = run_devmig("mdev", "create", "--host", "sim:delta", "0000:00:02.0", "simgpu-2G")  # simgpu 1.1.0 there
     assert made.code == 0, made.err
     target = made.out.strip()
-    with receiver(target, "sim:delta") as (address, proc):
-        sent = run_devmig("migrate", SOURCE, "--to", address, "--host", "sim:alpha")
+    with receiver(target, "sim:delta", INSECURE) as (address, proc):
+        sent = run_devmig("migrate", SOURCE, "--to", address, "--host", "sim:alpha", INSECURE)
         got = finish(proc)
     assert (sent.code, got.code) == (1, 1)
-    assert sent.err.count("\n") == 1 and "refused device" in sent.err and "before any state was sent" in sent.err
-    assert "older than the source 1.2.0" in sent.err and "older than the source 1.2.0" in got.err
+    warning, error = sent.err.split("\n", 1)  # --insecure warns first
+    assert warning.startswith("devmig: warning: --insecure")
+    assert error.count("\n") == 1 and "refused device" in error and "before any state was sent" in error
+    assert "older than the source 1.2.0" in error and "older than the source 1.2.0" in got.err
 
 
 def test_without_the_check_the_driver_refuses_the_stream_itself() -> None:
     made = run_devmig("mdev", "create", "--host", "sim:delta", "0000:00:02.0", "simgpu-2G")
     target = made.out.strip()
-    with receiver(target, "sim:delta", "--no-check") as (address, proc):
-        sent = run_devmig("migrate", SOURCE, "--to", address, "--host", "sim:alpha")
+    with receiver(target, "sim:delta", "--no-check", INSECURE) as (address, proc):
+        sent = run_devmig("migrate", SOURCE, "--to", address, "--host", "sim:alpha", INSECURE)
         got = finish(proc)
     assert (sent.code, got.code) == (1, 1), (sent.err, got.err)
     assert "the destination failed to load the state" in sent.err and "newer than this device's" in sent.err
@@ -125,14 +141,16 @@ def test_a_file_that_is_not_a_stream_is_bad_input(tmp_path: Path) -> None:
 
 
 def test_bad_addresses_and_nobody_listening() -> None:
-    bad = run_devmig("migrate", SOURCE, "--to", "somewhere", "--host", "sim:alpha")
+    bad = run_devmig("migrate", SOURCE, "--to", "somewhere", "--host", "sim:alpha", INSECURE)
     assert bad.code == 2 and "expected HOST:PORT" in bad.err
-    port = run_devmig("migrate", SOURCE, "--to", "127.0.0.1:99999", "--host", "sim:alpha")
+    port = run_devmig("migrate", SOURCE, "--to", "127.0.0.1:99999", "--host", "sim:alpha", INSECURE)
     assert port.code == 2 and "1 to 65535" in port.err
-    refused = run_devmig("migrate", SOURCE, "--to", "127.0.0.1:9", "--host", "sim:alpha")
+    refused = run_devmig("migrate", SOURCE, "--to", "127.0.0.1:9", "--host", "sim:alpha", INSECURE)
     assert refused.code == 1 and "is `devmig receive` listening there?" in refused.err
 
 
 def test_a_device_that_is_not_there_is_named() -> None:
-    missing = run_devmig("migrate", "0000:99:00.0", "--to", "127.0.0.1:9", "--host", "sim:alpha")
-    assert missing.code == 2 and "0000:99:00.0: not found" in missing.err and missing.err.count("\n") == 1
+    missing = run_devmig("migrate", "0000:99:00.0", "--to", "127.0.0.1:9", "--host", "sim:alpha", INSECURE)
+    warning, error = missing.err.split("\n", 1)
+    assert missing.code == 2 and warning.startswith("devmig: warning: --insecure")
+    assert "0000:99:00.0: not found" in error and error.count("\n") == 1

@@ -105,14 +105,14 @@ def test_a_lab_device_migrates_over_tcp_to_a_prepared_destination_byte_for_byte(
         results: list[Outcome] = []
 
         def serve() -> None:
-            results.append(transport.receive(Destination(dst, judge=judge), transport.accept(listener, 10)))
+            results.append(transport.receive(Destination(dst, judge=judge), transport.accept(listener, 10, tls=None)))
 
         thread = threading.Thread(target=serve)
         thread.start()
         with guest(src):
             sent = transport.send(
                 Source(src, identity=identity, budget=Budget(downtime=0.001), progress=events.append),
-                transport.connect(address, 10),
+                transport.connect(address, 10, tls=None),
             )
         thread.join()
     assert src.state.digest() == dst.state.digest()

@@ -1,18 +1,22 @@
 """`devmig migrate | receive | save | restore`: move a device's state with the VFIO migration protocol.
 
-    devmig receive DEVICE --listen [ADDR:]PORT      on the destination, first
-    devmig migrate DEVICE --to HOST:PORT            on the source
+    devmig receive DEVICE --listen [ADDR:]PORT --tls-dir DIR    on the destination, first (ADDR: 127.0.0.1)
+    devmig migrate DEVICE --to HOST:PORT --tls-dir DIR          on the source
     devmig save DEVICE FILE / devmig restore DEVICE FILE
 
-Exit codes: 0 moved; 1 refused (incompatible, a driver or the peer failed; the source is back in RUNNING);
-2 bad input (an address, a file that is not a devmig stream, a corrupt record); 130 a signal (after recovering).
+The channel between hosts is mutual TLS (certificates, or a pre-shared key for labs; devmig.migrate.tls) unless
+--insecure asks for plain TCP, with a warning; with none of them, receive and migrate refuse (exit 2).
+
+Exit codes: 0 moved; 1 refused (incompatible, a driver or the peer failed, the peer did not authenticate; the
+source is back in RUNNING); 2 bad input (an address, no channel set up, a file that is not a devmig stream, a
+corrupt record); 130 a signal (after recovering).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
@@ -24,7 +28,18 @@ from devmig.errors import ExitCode
 from devmig.migrate.device import MigrationDevice
 from devmig.migrate.session import Budget, Destination, Judge, Outcome, Source, accept_all
 
+if TYPE_CHECKING:
+    from devmig.migrate.tls import Role, TlsConfig
+
 F = TypeVar("F", bound=Callable[..., Any])
+
+#: where `--listen PORT` listens: this host only; other hosts need an explicit address
+LOOPBACK = "127.0.0.1"
+#: the warning --insecure prints (on standard error, whatever the output format)
+INSECURE_WARNING = (
+    "devmig: warning: --insecure: the migration channel is plain TCP, neither authenticated nor encrypted: whoever "
+    "can reach it can read the device's state (the guest's data) or write a state into the device"
+)
 
 
 def budget_options(func: F) -> F:
@@ -60,6 +75,72 @@ def no_check_option(func: F) -> F:
         is_flag=True,
         help="Accept any sender's state and let the driver judge it (a driver test bench; not for production).",
     )(func)
+
+
+def channel_options(role: Role) -> Callable[[F], F]:
+    """The channel's options: certificates (libvirt's directory or three files), a pre-shared key, or --insecure;
+    the same names as keys of the config file."""
+    path = click.Path(dir_okay=False)
+    common = [
+        click.option(
+            "--tls-dir",
+            type=click.Path(file_okay=False),
+            metavar="DIR",
+            help="Certificates in libvirt's layout (e.g. /etc/pki/qemu): ca-cert.pem, server-cert.pem and "
+            "server-key.pem for the receiver, client-cert.pem and client-key.pem for the sender.",
+        ),
+        click.option("--tls-ca", type=path, metavar="FILE", help="The CA certificate the peer must be signed by."),
+        click.option("--tls-cert", type=path, metavar="FILE", help="This side's certificate."),
+        click.option("--tls-key", type=path, metavar="FILE", help="This side's private key (unencrypted)."),
+        click.option(
+            "--psk-file",
+            type=path,
+            metavar="FILE",
+            help="A pre-shared key for labs (at least 32 bytes, mode 600, the same file on both hosts): mutual TLS "
+            "without certificates to manage.",
+        ),
+        click.option(
+            "--insecure", is_flag=True, help="Plain TCP: neither authenticated nor encrypted (prints a warning)."
+        ),
+        click.option(
+            "--config",
+            type=path,
+            metavar="FILE",
+            help="The channel's settings in TOML, keys named as these options [default: /etc/devmig/migration.toml "
+            "when it exists].",
+        ),
+    ]
+    names = {
+        "client": click.option(
+            "--tls-peer",
+            metavar="NAME",
+            help="The name the receiver's certificate must carry [default: the host in --to].",
+        ),
+        "server": click.option(
+            "--tls-allow",
+            metavar="NAME",
+            multiple=True,
+            help="Admit only senders whose certificate carries NAME (subject CN or DNS name); repeatable.",
+        ),
+    }
+
+    def decorate(func: F) -> F:
+        for option in reversed([*common[:4], names[role], *common[4:]]):
+            func = option(func)
+        return func
+
+    return decorate
+
+
+def _channel(role: Role, channel: dict[str, Any]) -> TlsConfig | None:
+    """The channel the options and the config file set up; None for plain TCP, after its warning."""
+    from devmig.migrate import tls
+
+    config = channel.pop("config", None)
+    resolved = tls.settings(tls.Settings.from_options(**channel), config).config(role)
+    if resolved is None:
+        click.echo(INSECURE_WARNING, err=True)
+    return resolved
 
 
 @contextmanager
@@ -99,6 +180,7 @@ def _report(opts: Options, verb: str, outcome: Outcome, where: str, **extra: Any
 @click.command(name="migrate")
 @click.argument("device")
 @click.option("--to", "to", required=True, metavar="HOST:PORT", help="Where `devmig receive` listens.")
+@channel_options("client")
 @budget_options
 @timeout_option
 @sysfs_root_option
@@ -115,25 +197,36 @@ def migrate(
     profiles_dir: str | None,
     json_output: bool,
     pretty: bool,
+    **channel: Any,
 ) -> int:
     """Send DEVICE's state to `devmig receive` on another host: pre-copy while it runs, then stop-copy.
 
-    The receiver checks DEVICE's descriptor before any state is sent and refuses an incompatible device with every
-    reason. On any failure DEVICE is put back to RUNNING with its state intact; on success it is left in STOP.
+    Both hosts authenticate each other by mutual TLS before anything is sent (--tls-dir, --tls-ca/--tls-cert/
+    --tls-key, or --psk-file; the receiver's certificate must name the host in --to, or --tls-peer). The receiver
+    checks DEVICE's descriptor before any state is sent and refuses an incompatible device with every reason. On any
+    failure DEVICE is put back to RUNNING with its state intact; on success it is left in STOP.
     """
     from devmig.migrate import transport
 
     opts = resolve(json_output, pretty)
     address = transport.parse_address(to)
+    tls = _channel("client", channel)
     with _device(host, sysfs_root, device) as (opened, dev), ProgressView(opts, f"migrate {device}") as view:
         source = _source(opened, dev, device, profiles_dir, Budget(max_rounds, downtime_ms / 1000), view)
-        outcome = transport.send(source, transport.connect(address, timeout))
+        outcome = transport.send(source, transport.connect(address, timeout, tls=tls))
     return _report(opts, "migrated", outcome, f"to {address}")
 
 
 @click.command(name="receive")
 @click.argument("device")
-@click.option("--listen", "listen", required=True, metavar="[ADDR:]PORT", help="Where to wait (ADDR: all).")
+@click.option(
+    "--listen",
+    "listen",
+    required=True,
+    metavar="[ADDR:]PORT",
+    help="Where to wait: PORT alone is 127.0.0.1:PORT; other hosts need an address (0.0.0.0:PORT, [::]:PORT).",
+)
+@channel_options("server")
 @no_check_option
 @timeout_option
 @sysfs_root_option
@@ -149,16 +242,21 @@ def receive(
     profiles_dir: str | None,
     json_output: bool,
     pretty: bool,
+    **channel: Any,
 ) -> int:
     """Wait for one `devmig migrate` and load its state into DEVICE (a new device, e.g. made by devmig prepare).
 
-    The sender's descriptor is checked against DEVICE first; an incompatible sender is refused before it sends any
-    state. On a failure DEVICE is reset. Prints "listening on ADDR:PORT" (or a JSON event) once ready.
+    The sender must authenticate by mutual TLS (--tls-dir, --tls-ca/--tls-cert/--tls-key, or --psk-file; only the
+    names in --tls-allow when given) before a byte of its stream is read; a sender that does not is refused and
+    DEVICE is not touched. The sender's descriptor is then checked against DEVICE; an incompatible sender is refused
+    before it sends any state. On a failure DEVICE is reset. Prints "listening on ADDR:PORT" (or a JSON event) once
+    ready.
     """
     from devmig.migrate import transport
 
     opts = resolve(json_output, pretty)
-    address = transport.parse_address(listen, default_host="")
+    address = transport.parse_address(listen, default_host=LOOPBACK)
+    tls = _channel("server", channel)
     with _device(host, sysfs_root, device) as (opened, dev):
         judge = _judge(opened, device, no_check, profiles_dir)
         with transport.listen(address) as listener:
@@ -167,10 +265,10 @@ def receive(
                 emit_json({"event": "listening", "address": str(bound)}, opts)
             else:
                 click.echo(f"listening on {bound}", err=True)
-            channel = transport.accept(listener, idle=timeout)
+            connection = transport.accept(listener, idle=timeout, tls=tls)
         with ProgressView(opts, f"receive {device}") as view:
-            outcome = transport.receive(Destination(dev, judge=judge, progress=view), channel)
-    return _report(opts, "received", outcome, f"from {channel.name}")
+            outcome = transport.receive(Destination(dev, judge=judge, progress=view), connection)
+    return _report(opts, "received", outcome, f"from {connection.name}")
 
 
 @click.command(name="save")

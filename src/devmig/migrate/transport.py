@@ -1,10 +1,13 @@
-"""Where a session's bytes go: in-process (a socket pair), TCP between hosts, or a file.
+"""Where a session's bytes go: in-process (a socket pair), TCP between hosts (mutual TLS, or plain), or a file.
 
 Each transport is a `Channel` (devmig.migrate.stream) plus a runner that wires a Source or a Destination to it.
 TCP is two-way: the receiver answers VERDICT before any state is sent and RESULT once it has loaded the state, so
-the source learns of a refusal up front and of a failed load before it gives up its device. A file is one-way: the
-check runs when it is restored, still before the device is touched. A saved file is written under a temporary name
-and renamed once whole, so a failed save leaves no partial file behind.
+the source learns of a refusal up front and of a failed load before it gives up its device. Between hosts the
+connection is authenticated before either side runs: `connect` and `accept` complete the TLS handshake
+(devmig.migrate.tls) and return only a channel to an authenticated peer; plain TCP is there only when the caller
+asks for it (`tls=None`). A file is one-way: the check runs when it is restored, still before the device is
+touched. A saved file is written under a temporary name and renamed once whole, so a failed save leaves no partial
+file behind.
 """
 
 from __future__ import annotations
@@ -13,17 +16,20 @@ import contextlib
 import io
 import os
 import socket
+import ssl
 import threading
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
 
-from devmig.errors import InputError
+from devmig.errors import DevmigError, InputError
 from devmig.migrate.device import MigrationDevice
 from devmig.migrate.fsm import RUNNING
 from devmig.migrate.session import Budget, Destination, Judge, Outcome, Progress, Source, quiet
-from devmig.migrate.stream import Reader, StreamError, Writer
+from devmig.migrate.stream import MAGIC, Kind, Reader, StreamError, Writer
+from devmig.migrate.tls import HandshakeError, TlsConfig, ssl_detail
 
 #: seconds of silence after which a peer is taken for gone
 TIMEOUT: Final = 60.0
@@ -62,6 +68,23 @@ class SocketChannel:
         self.sock.close()
 
 
+class TlsChannel(SocketChannel):
+    """A connected TLS socket (ssl has no sendmsg: small parts are joined, large ones sent one by one)."""
+
+    #: parts up to this size in all go out as one write (a record header and a small payload: one TLS record)
+    JOIN: Final = 64 << 10
+
+    def send(self, *parts: bytes | memoryview) -> None:
+        if sum(len(p) for p in parts) <= self.JOIN:
+            parts = (b"".join(parts),)
+        try:
+            for part in parts:
+                if len(part):
+                    self.sock.sendall(part)
+        except OSError as exc:
+            raise TransportError(f"sending to {self.name}: {_why(exc)}") from None
+
+
 class FileChannel:
     """One direction of a file: written by `save`, read by `restore`."""
 
@@ -85,9 +108,18 @@ class FileChannel:
             raise TransportError(f"reading {self.name}: {_why(exc)}") from None
 
 
+#: a TLS failure after the handshake (OpenSSL's reason) -> what it means
+_TLS_WHY: Final = {
+    "DECRYPTION_FAILED_OR_BAD_RECORD_MAC": "a TLS record failed its authentication: bytes were altered in flight",
+    "SSLV3_ALERT_BAD_RECORD_MAC": "the peer found a TLS record altered in flight",
+}
+
+
 def _why(exc: OSError) -> str:
     if isinstance(exc, TimeoutError | socket.timeout):
         return "no answer in time: the peer is gone or stuck"
+    if isinstance(exc, ssl.SSLError):
+        return f"{_TLS_WHY.get(str(exc.reason), 'TLS')} ({ssl_detail(exc)})"
     return exc.strerror or str(exc)
 
 
@@ -128,30 +160,101 @@ def _tune(sock: socket.socket, timeout: float) -> None:
 
 
 def listen(address: Address) -> socket.socket:
+    """A listening socket; an IPv6 address (`::` takes IPv4 too) gets an IPv6 socket."""
+    v6 = ":" in address.host
     try:
-        return socket.create_server((address.host, address.port), reuse_port=False)
+        return socket.create_server(
+            (address.host, address.port),
+            family=socket.AF_INET6 if v6 else socket.AF_INET,
+            dualstack_ipv6=v6 and address.host == "::" and socket.has_dualstack_ipv6(),
+        )
     except OSError as exc:
         raise TransportError(f"listening on {address}: {_why(exc)}") from None
 
 
-def connect(address: Address, timeout: float = TIMEOUT) -> SocketChannel:
+def connect(address: Address, timeout: float = TIMEOUT, *, tls: TlsConfig | None) -> SocketChannel:
+    """A channel to `devmig receive` at `address`: authenticated by mutual TLS with `tls` (a client TlsConfig), or
+    plain TCP when `tls` is None. HandshakeError when either side does not accept the other."""
     try:
         sock = socket.create_connection((address.host, address.port), timeout=timeout)
     except OSError as exc:
         raise TransportError(f"connecting to {address}: {_why(exc)} (is `devmig receive` listening there?)") from None
     _tune(sock, timeout)
-    return SocketChannel(sock, str(address))
+    if tls is None:
+        return SocketChannel(sock, str(address))
+    return TlsChannel(tls.client(sock, address.host, str(address)), str(address))
 
 
-def accept(listener: socket.socket, timeout: float | None = None, idle: float = TIMEOUT) -> SocketChannel:
-    """The first connection (waiting `timeout` seconds, or for ever)."""
+def accept(
+    listener: socket.socket, timeout: float | None = None, idle: float = TIMEOUT, *, tls: TlsConfig | None
+) -> SocketChannel:
+    """The first connection (waiting `timeout` seconds, or for ever), authenticated by mutual TLS with `tls` (a
+    server TlsConfig) or plain TCP when `tls` is None. A sender that does not authenticate is refused with
+    HandshakeError before a byte of its stream is read; a plain devmig sender is told why in a refusing VERDICT."""
     listener.settimeout(timeout)
     try:
         sock, peer = listener.accept()
     except OSError as exc:
         raise TransportError(f"waiting for a sender on {listener.getsockname()}: {_why(exc)}") from None
     _tune(sock, idle)
-    return SocketChannel(sock, f"{peer[0]}:{peer[1]}")
+    name = str(Address(peer[0], peer[1]))
+    try:
+        first = _first_byte(sock, name)
+        if tls is None:
+            if first == TLS_HANDSHAKE:
+                raise HandshakeError(
+                    f"refused the sender at {name}: it opened a TLS handshake and this receiver runs plain TCP "
+                    "(--insecure): give both sides the same channel options"
+                )
+            return SocketChannel(sock, name)
+        if first == MAGIC[:1]:
+            _refuse_plain(sock)
+            raise HandshakeError(
+                f"refused the sender at {name}: it speaks plain TCP (devmig migrate --insecure) and this receiver "
+                "takes only TLS-authenticated senders; no byte of state was read"
+            )
+    except BaseException:
+        sock.close()
+        raise
+    return TlsChannel(tls.server(sock, name), name)
+
+
+#: the first byte of a TLS connection (a handshake record)
+TLS_HANDSHAKE: Final = b"\x16"
+#: how long a TLS receiver waits for a plain sender to read its refusal and hang up
+DRAIN_SECONDS: Final = 5.0
+#: what a plain sender is told by a TLS receiver
+PLAIN_REFUSED: Final = (
+    "this receiver takes only TLS-authenticated senders: give devmig migrate the same kind of channel options as "
+    "devmig receive (--tls-dir, --tls-ca/--tls-cert/--tls-key, or --psk-file), not --insecure"
+)
+
+
+def _first_byte(sock: socket.socket, name: str) -> bytes:
+    """A look at the sender's first byte, left in place: TLS or a plain devmig stream."""
+    try:
+        first = sock.recv(1, socket.MSG_PEEK)
+    except OSError as exc:
+        raise HandshakeError(f"the sender at {name} said nothing: {_why(exc)}") from None
+    if not first:
+        raise HandshakeError(f"the sender at {name} hung up before saying anything")
+    return first
+
+
+def _refuse_plain(sock: socket.socket) -> None:
+    """Tell a plain sender why, in its own stream (a refusing VERDICT, before it sent any state), then let it hang
+    up first: a close with its HELLO unread would reset the connection and lose the answer."""
+    with contextlib.suppress(OSError, DevmigError):
+        Writer(SocketChannel(sock, "the sender")).json(
+            Kind.VERDICT, {"accept": False, "reason": PLAIN_REFUSED, "verdict": None}
+        )
+        sock.shutdown(socket.SHUT_WR)
+        deadline, drained = time.monotonic() + DRAIN_SECONDS, 0
+        while drained < 1 << 20 and (left := deadline - time.monotonic()) > 0:  # its HELLO, unread; bounded
+            sock.settimeout(left)
+            if not (got := sock.recv(64 << 10)):
+                break
+            drained += len(got)
 
 
 # -- runners -----------------------------------------------------------------------------------------------------------

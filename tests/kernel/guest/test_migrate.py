@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import itertools
 import json
+import os
 import subprocess
 import sys
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 
 import pytest
 
@@ -60,12 +62,12 @@ def test_a_register_set_through_vfio_arrives_at_a_new_device_over_tcp(cleanup: l
             received: list[Outcome] = []
             thread = threading.Thread(
                 target=lambda: received.append(
-                    transport.receive(Destination(dest, judge=judge), transport.accept(listener, 30))
+                    transport.receive(Destination(dest, judge=judge), transport.accept(listener, 30, tls=None))
                 )
             )
             thread.start()
             sent = transport.send(
-                Source(source, identity=source_hello(ROOT, source_uuid)), transport.connect(address, 30)
+                Source(source, identity=source_hello(ROOT, source_uuid)), transport.connect(address, 30, tls=None)
             )
             thread.join()
         assert sent.ok and received[0].ok
@@ -75,15 +77,19 @@ def test_a_register_set_through_vfio_arrives_at_a_new_device_over_tcp(cleanup: l
         source.reset()
 
 
-def test_the_commands_migrate_a_register_between_processes(cleanup: list[str]) -> None:
+def test_the_commands_migrate_a_register_between_processes(cleanup: list[str], tmp_path: Path) -> None:
+    """Over mutual TLS with a lab's pre-shared key (the commands refuse plain TCP unless told --insecure)."""
     source_uuid, dest_uuid = create("mtty-2", cleanup), create("mtty-2", cleanup)
+    key = tmp_path / "migration.psk"
+    key.write_bytes(os.urandom(32))
+    key.chmod(0o600)
     with opened(source_uuid) as source:
         source.region_write(BAR0, UART_SCR, b"\x3c")
     with opened(source_uuid) as source:
         if scratch(source) != 0x3C:
             pytest.fail("mtty forgot its scratch register between two opens: the processes cannot share it")
     receiver = subprocess.Popen(
-        [sys.executable, "-m", "devmig", "receive", dest_uuid, "--listen", "127.0.0.1:0", "-j"],
+        [sys.executable, "-m", "devmig", "receive", dest_uuid, "--listen", "0", "--psk-file", str(key), "-j"],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -91,7 +97,8 @@ def test_the_commands_migrate_a_register_between_processes(cleanup: list[str]) -
     try:
         assert receiver.stdout is not None
         address = json.loads(receiver.stdout.readline())["address"]
-        sent = devmig("migrate", source_uuid, "--to", address, "-j")
+        assert address.startswith("127.0.0.1:")  # loopback unless told otherwise
+        sent = devmig("migrate", source_uuid, "--to", address, "--psk-file", str(key), "-j")
         out, err = receiver.communicate(timeout=120)
     finally:
         if receiver.poll() is None:
