@@ -7,6 +7,7 @@ commands do not pay for pydantic and the rest.
 from __future__ import annotations
 
 import importlib
+import io
 import os
 import sys
 from collections.abc import Sequence
@@ -86,6 +87,10 @@ def cli(ctx: click.Context, json_output: bool, pretty: bool, debug: bool) -> Non
 def main(argv: Sequence[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in args or os.environ.get("DEVMIG_DEBUG") == "1"
+    if isinstance(sys.stdout, io.TextIOWrapper):
+        # A name read from a host may not be UTF-8 (a file name's bytes, kept as surrogate escapes): print it
+        # escaped, as Python's stderr does, rather than fail on it.
+        sys.stdout.reconfigure(errors="backslashreplace")
     try:
         result = cli.main(args=args, prog_name="devmig", standalone_mode=False)
         return int(result) if isinstance(result, int) else ExitCode.OK

@@ -28,6 +28,7 @@ from contextlib import contextmanager
 from functools import lru_cache
 from pathlib import Path
 from typing import Any, cast
+from urllib.parse import quote
 
 from sqlalchemy import Connection, Engine, create_engine, delete, event, func, insert, or_, select, update
 from sqlalchemy.engine import make_url
@@ -658,17 +659,39 @@ def _revision(conn: Connection) -> str | None:
         return None
 
 
+def _read_only(path: Path) -> bool:
+    """A store this user may read but not write (another user's, root's): WAL needs its -shm file beside the
+    database, which only a writer can make, so such a store is opened read-only and immutable."""
+    return (
+        path.is_file()
+        and os.access(path, os.R_OK)
+        and not (os.access(path, os.W_OK) and os.access(path.parent, os.W_OK))
+    )
+
+
 def _sqlite_engine(database: str | None, url: str) -> Engine:
+    read_only = False
     if database and database != ":memory:":
-        Path(database).expanduser().parent.mkdir(parents=True, exist_ok=True)
+        path = Path(database).expanduser()
+        read_only = _read_only(path)
+        if read_only:
+            # a snapshot for the read-only commands (place, inventory show); a write fails as the file's mode says
+            url = f"sqlite:///file:{quote(str(path))}?mode=ro&immutable=1&uri=true"
+        else:
+            path.parent.mkdir(parents=True, exist_ok=True)
     engine = create_engine(url, connect_args={"timeout": 60})
+    pragmas = (
+        ("foreign_keys=ON",)
+        if read_only
+        else ("journal_mode=WAL", "foreign_keys=ON", "busy_timeout=60000", "synchronous=NORMAL")
+    )
 
     @event.listens_for(engine, "connect")
     def _connect(dbapi_conn: Any, record: Any) -> None:
         # let SQLAlchemy's "begin" below decide how a transaction starts (pysqlite's own BEGIN is deferred)
         dbapi_conn.isolation_level = None
         cursor = dbapi_conn.cursor()
-        for pragma in ("journal_mode=WAL", "foreign_keys=ON", "busy_timeout=60000", "synchronous=NORMAL"):
+        for pragma in pragmas:
             cursor.execute(f"PRAGMA {pragma}")
         cursor.close()
 

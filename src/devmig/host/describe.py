@@ -10,10 +10,14 @@ Three ways, in order of trust:
 
 from __future__ import annotations
 
+import errno
 import posixpath
 import re
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
+
+from pydantic import ValidationError
 
 from devmig.errors import DevmigError, InputError
 from devmig.host.devices import MdevDevice, MdevType, PciFunction, Subchannel
@@ -21,19 +25,20 @@ from devmig.host.inventory import Device, Inventory
 from devmig.host.profile import Profile, ValueSource
 from devmig.host.sysfs import SysfsError
 from devmig.model.descriptor import DeviceDescriptor, ModelSpec, TypeCapability
-from devmig.model.load import parse_document
+from devmig.model.load import parse_document, problem
 from devmig.model.params import ParamSpec, ParamValue
 from devmig.model.version import SoftwareVersion
 
-_NUMBERS_RE = re.compile(r"\d+")
+_NUMBERS_RE = re.compile(r"[0-9]+")
 UNVERIFIED_VERSION = "0.0.0"
 
 
 def version_from_text(text: str) -> SoftwareVersion | None:
     """The first three numbers of a driver or kernel version: "0.1" -> 0.1.0, "6.12.57+deb12-amd64" -> 6.12.57."""
-    numbers = [int(n) for n in _NUMBERS_RE.findall(text.split("+", 1)[0].split("-", 1)[0])[:3]]
-    if not numbers:
+    found = _NUMBERS_RE.findall(text.split("+", 1)[0].split("-", 1)[0])[:3]
+    if not found or any(len(n) > 18 for n in found):  # not a version a driver prints (and int() has a limit)
         return None
+    numbers = [int(n) for n in found]
     numbers += [0] * (3 - len(numbers))
     return SoftwareVersion(*numbers)
 
@@ -65,17 +70,34 @@ def parse_param_text(spec: ParamSpec, text: str, where: str) -> ParamValue:
     return text.removesuffix("\n")
 
 
-def _descriptor_of(cap: TypeCapability, params: dict[str, ParamValue]) -> DeviceDescriptor:
+def _free(mtype: MdevType) -> int | None:
+    """The type's free instances; a negative count (the scan warned about it) is not known."""
+    count = mtype.available_instances
+    return count if count is None or count >= 0 else None
+
+
+@contextmanager
+def _as_found(what: str) -> Iterator[None]:
+    """Documents are built from what sysfs and the profiles show, which the formats may refuse (a device_api no
+    kernel has, a negative count, a newline in a value): that is an error on the object, not a crash."""
+    try:
+        yield
+    except ValidationError as exc:
+        raise SysfsError(f"{what}: cannot be described: {problem(exc)}", errno.EINVAL) from None
+
+
+def _descriptor_of(cap: TypeCapability, params: dict[str, ParamValue], what: str) -> DeviceDescriptor:
     """A device of type `cap` (one model at most) with these migration parameters, as trusted as `cap`."""
-    return DeviceDescriptor(
-        device_api=cap.device_api,
-        type=cap.type,
-        model=next(iter(cap.models), None),
-        software_version=cap.software_version,
-        api=cap.api,
-        params=params,
-        confidence=cap.confidence,
-    )
+    with _as_found(what):
+        return DeviceDescriptor(
+            device_api=cap.device_api,
+            type=cap.type,
+            model=next(iter(cap.models), None),
+            software_version=cap.software_version,
+            api=cap.api,
+            params=params,
+            confidence=cap.confidence,
+        )
 
 
 @dataclass
@@ -210,6 +232,12 @@ class Describer:
             raise SysfsError(f"{what}: device_api is unreadable, so the type cannot be described")
         if mtype.migration_info:
             return self._declared_capability(mtype, what)
+        with _as_found(what):
+            return self._found_capability(mtype, what)
+
+    def _found_capability(self, mtype: MdevType, what: str) -> TypeCapability:
+        """A type without the migration interface: from a profile, else unverified."""
+        assert mtype.device_api is not None
         facts = self.type_facts(mtype)
         profile = self.profile_for_type(mtype.id)
         if profile is not None:
@@ -224,7 +252,7 @@ class Describer:
                 software_version=version,
                 api=api,
                 models={model: ModelSpec(params=specs)},
-                available_instances=mtype.available_instances,
+                available_instances=_free(mtype),
                 confidence="profile",
             )
         return TypeCapability(
@@ -232,7 +260,7 @@ class Describer:
             type=mtype.id,
             software_version=UNVERIFIED_VERSION,
             api=self._strict_identity(facts),
-            available_instances=mtype.available_instances,
+            available_instances=_free(mtype),
             confidence="unverified",
         )
 
@@ -244,11 +272,15 @@ class Describer:
                 f"{what}: migration_info.json declares {cap.device_api} type {cap.type}, but sysfs shows "
                 f"{mtype.device_api} type {mtype.id}"
             )
-        return cap.model_copy(update={"available_instances": mtype.available_instances})
+        return cap.model_copy(update={"available_instances": _free(mtype)})
 
     def function_capability(self, fn: PciFunction) -> TypeCapability:
-        facts = self.function_facts(fn)
         what = f"PCI function {fn.address}"
+        with _as_found(what):
+            return self._function_capability(fn, what)
+
+    def _function_capability(self, fn: PciFunction, what: str) -> TypeCapability:
+        facts = self.function_facts(fn)
         rel = f"{fn.path}/migration_info.json"
         if self.root.exists(rel):
             # The proposal beyond mdev: a variant driver declaring the interface beside the function.
@@ -323,7 +355,7 @@ class Describer:
         if cap.confidence == "declared":
             return self._declared_descriptor(f"mdev {device.uuid}", device.path, cap)
         # A profile fixes each parameter by type (its init value); unverified documents have none.
-        return _descriptor_of(cap, {n: p.init_value for n, p in cap.param_specs().items()})
+        return _descriptor_of(cap, {n: p.init_value for n, p in cap.param_specs().items()}, f"mdev {device.uuid}")
 
     def _declared_descriptor(self, what: str, path: str, cap: TypeCapability) -> DeviceDescriptor:
         """A device whose driver declares the interface: its `migration/<param>` values, off ones left out."""
@@ -339,7 +371,7 @@ class Describer:
             value = parse_param_text(pspec, text, rel)
             if pspec.off_value is None or value != pspec.off_value:
                 params[name] = value
-        return _descriptor_of(cap, params)
+        return _descriptor_of(cap, params, what)
 
     def function_descriptor(self, fn: PciFunction) -> DeviceDescriptor:
         if not fn.vfio:
@@ -350,4 +382,4 @@ class Describer:
         cap = self.function_capability(fn)
         if cap.confidence == "declared":
             return self._declared_descriptor(f"PCI function {fn.address}", fn.path, cap)
-        return _descriptor_of(cap, {})
+        return _descriptor_of(cap, {}, f"PCI function {fn.address}")

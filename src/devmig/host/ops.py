@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from devmig.errors import DevmigError, InputError
 from devmig.host.mdev import MDEV_BUS_CLASS, MDEV_DEVICES
 from devmig.host.pci import PCI_DEVICES
-from devmig.host.sysfs import Sysfs, SysfsError
+from devmig.host.sysfs import Sysfs, SysfsError, needs_root
 
 #: How long to wait for the kernel to show a device or a binding after the write that makes it (sysfs updates are
 #: synchronous for mdev and PCI binding; the wait covers drivers that probe asynchronously).
@@ -123,11 +123,13 @@ def create_mdev(root: Sysfs, parent: str, type_id: str, uuid: str | None = None)
     if root.exists(f"{MDEV_DEVICES}/{device}"):
         raise RefusedError(f"mdev {device}: already exists")
     free = root.read_optional(f"{type_dir}/available_instances")
-    if free is not None and free.strip().isdigit() and int(free) == 0:
+    if free is not None and free.strip().isascii() and free.strip().isdigit() and int(free) == 0:
         raise NoCapacityError(f"mdev type {parent}/{type_id}: no free instance (available_instances is 0)")
     try:
         root.write(f"{type_dir}/create", device)
     except SysfsError as exc:
+        if needs_root(exc.errno):  # the error says so: no guess at a cause
+            raise RefusedError(f"creating mdev {device} of type {parent}/{type_id}: {exc}") from None
         reason = _CREATE_ERRORS.get(exc.errno or 0, "the kernel refused")
         error = NoCapacityError if exc.errno in (errno.ENOSPC, errno.EDQUOT) else RefusedError
         raise error(f"creating mdev {device} of type {parent}/{type_id}: {reason} ({exc})") from None
@@ -162,6 +164,8 @@ def remove_mdev(root: Sysfs, uuid: str) -> Change:
     try:
         root.write(f"{path}/remove", "1")
     except SysfsError as exc:
+        if needs_root(exc.errno):
+            raise RefusedError(f"removing mdev {uuid}: {exc}") from None
         reason = "it is in use (open by a VM or a process)" if exc.errno == errno.EBUSY else "the kernel refused"
         raise RefusedError(f"removing mdev {uuid}: {reason} ({exc})") from None
     if not _wait_for(lambda: not root.exists(rel)):

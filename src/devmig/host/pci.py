@@ -40,7 +40,7 @@ def read_function(scan: Scan, address: str, path: str) -> PciFunction:
     fn.sriov_numvfs = scan.attr(obj, f"{path}/sriov_numvfs", parse_uint)
     fn.sriov_totalvfs = scan.attr(obj, f"{path}/sriov_totalvfs", parse_uint)
     if fn.sriov_totalvfs:
-        virtfns = [e for e in scan.entries(obj, path) if e.startswith("virtfn") and e[6:].isdigit()]
+        virtfns = [e for e in scan.entries(obj, path) if e.startswith("virtfn") and e[6:].isascii() and e[6:].isdigit()]
         for entry in sorted(virtfns, key=lambda e: int(e[6:])):
             vf = scan.link(obj, f"{path}/{entry}")
             if vf is not None:

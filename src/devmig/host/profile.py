@@ -115,11 +115,17 @@ class ProfileFile(BaseModel):
     profile: list[Profile]
 
 
+#: A profile file is a few kilobytes; a larger one is a mistake (or hostile) and is refused unread.
+MAX_PROFILE_BYTES = 1024 * 1024
+
+
 def parse_profiles(text: str, origin: str) -> list[Profile]:
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise InputError(f"{origin}: not valid TOML: {exc}") from None
+    except RecursionError:  # tomllib reads nested arrays and inline tables recursively, with no limit of its own
+        raise InputError(f"{origin}: not valid TOML: nested too deeply") from None
     doc = validate_document(ProfileFile, data, origin)
     return [p.model_copy(update={"origin": origin}) for p in doc.profile]
 
@@ -128,9 +134,13 @@ def _read_dir(directory: Path) -> list[Profile]:
     out: list[Profile] = []
     for path in sorted(directory.glob("*.toml")):
         try:
-            text = path.read_text(encoding="utf-8")
+            with path.open("rb") as handle:
+                data = handle.read(MAX_PROFILE_BYTES + 1)
+            text = data.decode("utf-8")
         except (OSError, UnicodeDecodeError) as exc:
             raise InputError(f"{path}: cannot read profile: {exc}") from None
+        if len(data) > MAX_PROFILE_BYTES:
+            raise InputError(f"{path}: larger than {MAX_PROFILE_BYTES // 1024} KiB: expected a profile file")
         out += parse_profiles(text, str(path))
     return out
 

@@ -131,4 +131,5 @@ class Scan:
 
 
 def group_number(text: str | None) -> int | None:
-    return int(text) if text is not None and text.isdigit() else None
+    # isdigit() alone takes superscripts ("²"), which int() refuses: IOMMU group names are ASCII decimals
+    return int(text) if text is not None and text.isascii() and text.isdigit() and len(text) < 20 else None

@@ -24,6 +24,22 @@ ENV_ROOT = "DEVMIG_SYSFS_ROOT"
 MAX_ATTRIBUTE_BYTES = 1024 * 1024
 
 
+#: errnos of a refusal: open(2) says EACCES when the file's mode forbids it, a capability check says EPERM
+DENIED_ERRNOS = frozenset({errno.EACCES, errno.EPERM})
+
+
+def needs_root(err: int | None) -> bool:
+    """True when the kernel refused for want of privilege and this process is not root, so root would get further.
+    (Root is refused too, by an attribute no one may write: that is not a privilege to ask for.)"""
+    return err in DENIED_ERRNOS and os.geteuid() != 0
+
+
+def why(exc: OSError) -> str:
+    """An OSError's strerror, saying what it takes when the refusal is for want of privilege."""
+    reason = exc.strerror or str(exc)
+    return f"{reason} (needs root)" if needs_root(exc.errno) else reason
+
+
 class SysfsError(DevmigError):
     """A kernel file could not be read or written. `errno` is kept so callers can tell EEXIST from ENOSPC."""
 
@@ -200,7 +216,7 @@ class SysfsRoot(SysfsBase):
                 return None
             raise SysfsError(f"{rel}: cannot read: No such file or directory", errno.ENOENT) from None
         except OSError as exc:
-            raise SysfsError(f"{rel}: cannot read: {exc.strerror}", exc.errno) from None
+            raise SysfsError(f"{rel}: cannot read: {why(exc)}", exc.errno) from None
         try:
             if self.confined:
                 self._check_fd(rel, fd)
@@ -216,7 +232,7 @@ class SysfsRoot(SysfsBase):
                     raise SysfsError(f"{rel}: larger than {limit} bytes: expected a sysfs attribute", errno.EFBIG)
             return b"".join(chunks)
         except OSError as exc:
-            raise SysfsError(f"{rel}: cannot read: {exc.strerror}", exc.errno) from None
+            raise SysfsError(f"{rel}: cannot read: {why(exc)}", exc.errno) from None
         finally:
             os.close(fd)
 
@@ -242,7 +258,7 @@ class SysfsRoot(SysfsBase):
             finally:
                 os.close(fd)
         except OSError as exc:
-            raise SysfsError(f"{rel}: cannot list: {exc.strerror}", exc.errno) from None
+            raise SysfsError(f"{rel}: cannot list: {why(exc)}", exc.errno) from None
 
     def subdirs(self, rel: str) -> list[str]:
         """Names of the real directories in `rel`, sorted; symlinks and files are left out."""
@@ -253,7 +269,7 @@ class SysfsRoot(SysfsBase):
             with os.scandir(host) as entries:
                 return sorted(e.name for e in entries if e.is_dir(follow_symlinks=False))
         except OSError as exc:
-            raise SysfsError(f"{rel}: cannot list: {exc.strerror}", exc.errno) from None
+            raise SysfsError(f"{rel}: cannot list: {why(exc)}", exc.errno) from None
 
     def exists(self, rel: str) -> bool:
         return os.path.lexists(self.path(rel))
@@ -274,7 +290,7 @@ class SysfsRoot(SysfsBase):
         try:
             target = os.readlink(host)
         except OSError as exc:
-            raise SysfsError(f"{rel}: cannot read link: {exc.strerror}", exc.errno) from None
+            raise SysfsError(f"{rel}: cannot read link: {why(exc)}", exc.errno) from None
         if target.startswith("/"):
             # sysfs makes relative links only; an absolute one is followed as the OS would, out of a fixture root
             resolved = posixpath.normpath(target)
@@ -296,7 +312,7 @@ class SysfsRoot(SysfsBase):
         except OSError as exc:
             if exc.errno == errno.EINVAL:
                 return None  # not a link
-            raise SysfsError(f"{rel}: cannot read link: {exc.strerror}", exc.errno) from None
+            raise SysfsError(f"{rel}: cannot read link: {why(exc)}", exc.errno) from None
         name = posixpath.basename(target.rstrip("/"))
         if name in ("", ".", ".."):
             return posixpath.basename(self.readlink(rel))
@@ -313,11 +329,11 @@ class SysfsRoot(SysfsBase):
             # O_TRUNC as a shell redirection does: harmless on sysfs, and a fixture file keeps only what was written
             fd = os.open(host, os.O_WRONLY | os.O_TRUNC | os.O_CLOEXEC)
         except OSError as exc:
-            raise SysfsError(f"{rel}: cannot open for writing: {exc.strerror}", exc.errno) from None
+            raise SysfsError(f"{rel}: cannot open for writing: {why(exc)}", exc.errno) from None
         try:
             os.write(fd, text.encode("utf-8"))
         except OSError as exc:
-            raise SysfsError(f"{rel}: writing {text.strip()!r} failed: {exc.strerror}", exc.errno) from None
+            raise SysfsError(f"{rel}: writing {text.strip()!r} failed: {why(exc)}", exc.errno) from None
         finally:
             os.close(fd)
 
@@ -339,7 +355,7 @@ class SysfsRoot(SysfsBase):
                 os.close(fd)
             os.replace(tmp, host)
         except OSError as exc:
-            raise SysfsError(f"{rel}: cannot write: {exc.strerror}", exc.errno) from None
+            raise SysfsError(f"{rel}: cannot write: {why(exc)}", exc.errno) from None
 
     def remove_file(self, rel: str) -> bool:
         """Remove a plain file; False when there was none."""
@@ -351,5 +367,5 @@ class SysfsRoot(SysfsBase):
         except FileNotFoundError:
             return False
         except OSError as exc:
-            raise SysfsError(f"{rel}: cannot remove: {exc.strerror}", exc.errno) from None
+            raise SysfsError(f"{rel}: cannot remove: {why(exc)}", exc.errno) from None
         return True

@@ -19,7 +19,14 @@ Pure: data classes from devmig.vdpa in, pydantic documents out.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from pydantic import ValidationError
+
+from devmig.errors import DevmigError
 from devmig.model.descriptor import DeviceDescriptor, ModelSpec, TypeCapability
+from devmig.model.load import problem
 from devmig.model.params import ParamSpec, ParamValue
 from devmig.vdpa.backend import (
     CLASS_NAMES,
@@ -104,24 +111,35 @@ def _config_params(mgmt: MgmtDev, offered: int) -> dict[str, ParamSpec]:
     return params
 
 
+@contextmanager
+def _as_found(what: str) -> Iterator[None]:
+    """Documents are built from what the kernel answered, which the formats may refuse (a name with white space,
+    a device class no format knows): that is an error on the device, not a crash."""
+    try:
+        yield
+    except ValidationError as exc:
+        raise DevmigError(f"{what}: cannot be described: {problem(exc)}") from None
+
+
 def capabilities(mgmt: MgmtDev) -> list[TypeCapability]:
     """One capability per class the management device supports."""
     caps = []
     for name in mgmt.supported_classes:
         device_id = class_id(name)
         offered = mgmt.dev_features or 0
-        params = _feature_params(offered, device_id)
-        if device_id == VirtioId.NET:
-            params.update(_config_params(mgmt, offered))
-        caps.append(
-            TypeCapability(
-                device_api=DEVICE_API,
-                type=type_name(mgmt.handle, device_id),
-                software_version=VERSION,
-                api={"class": name},
-                models={MODELS[device_id]: ModelSpec(params=params)},
+        with _as_found(f"vdpa management device {mgmt.handle}"):
+            params = _feature_params(offered, device_id)
+            if device_id == VirtioId.NET:
+                params.update(_config_params(mgmt, offered))
+            caps.append(
+                TypeCapability(
+                    device_api=DEVICE_API,
+                    type=type_name(mgmt.handle, device_id),
+                    software_version=VERSION,
+                    api={"class": name},
+                    models={MODELS[device_id]: ModelSpec(params=params)},
+                )
             )
-        )
     return caps
 
 
@@ -138,11 +156,12 @@ def descriptor(dev: VdpaDev, config: DevConfig) -> DeviceDescriptor:
             params["mtu"] = net.mtu
         if net.max_vqp is not None and net.max_vqp > 1:
             params["max_vqp"] = net.max_vqp
-    return DeviceDescriptor(
-        device_api=DEVICE_API,
-        type=type_name(dev.mgmtdev, dev.device_id),
-        model=MODELS.get(dev.device_id),
-        software_version=VERSION,
-        api={"class": CLASS_NAMES.get(dev.device_id, str(dev.device_id))},
-        params=params,
-    )
+    with _as_found(f"vdpa device {dev.name}"):
+        return DeviceDescriptor(
+            device_api=DEVICE_API,
+            type=type_name(dev.mgmtdev, dev.device_id),
+            model=MODELS.get(dev.device_id),
+            software_version=VERSION,
+            api={"class": CLASS_NAMES.get(dev.device_id, str(dev.device_id))},
+            params=params,
+        )

@@ -99,6 +99,8 @@ class Record:
             value = json.loads(bytes(self.payload))
         except ValueError as exc:
             raise StreamFormatError(f"{self.kind.name} record: its JSON is malformed ({exc})") from None
+        except RecursionError:  # nesting deeper than the interpreter's stack: hostile, not a document
+            raise StreamFormatError(f"{self.kind.name} record: its JSON is nested too deeply") from None
         if not isinstance(value, dict):
             raise StreamFormatError(f"{self.kind.name} record: expected a JSON object")
         return value

@@ -30,7 +30,7 @@ from types import TracebackType
 from typing import Final
 
 from devmig.errors import DevmigError, InputError
-from devmig.host.sysfs import Sysfs, SysfsRoot
+from devmig.host.sysfs import Sysfs, SysfsRoot, needs_root
 from devmig.migrate.fsm import MigState
 
 # -- numbers --------------------------------------------------------------------------------------------------------
@@ -368,8 +368,12 @@ def _open(path: str, what: str) -> int:
     try:
         return os.open(path, os.O_RDWR | os.O_CLOEXEC)
     except OSError as exc:
-        hint = " (is the module loaded, and are you root?)" if exc.errno in (errno.ENOENT, errno.EACCES) else ""
         code = exc.errno or errno.EIO
+        if needs_root(code):
+            # libvirt gives a VM's user its group's file instead: either will do
+            hint = " (needs root, or a user the file belongs to)"
+        else:
+            hint = " (is the vfio module loaded?)" if code == errno.ENOENT else ""
         raise VfioError(f"cannot open {what}: {os.strerror(code)}{hint}", code) from None
 
 

@@ -63,31 +63,32 @@ def parse_json(text: str | bytes, origin: str) -> Any:
         raise InputError(f"{origin}: not valid JSON: nested too deeply") from None
 
 
+def _shown(value: Any) -> str:
+    """A value in a message: as JSON, cut short. YAML documents (labs) also hold dates, sets and bytes: str() them."""
+    return json.dumps(value, default=str)[:60]
+
+
 def _describe(error: Any) -> tuple[str, str]:
-    loc = tuple(p for p in error["loc"] if not (isinstance(p, str) and p in _UNION_TAGS))
+    raw = tuple(error["loc"])
     msg: str = error["msg"]
     kind: str = error["type"]
+    if kind in ("extra_forbidden", "missing") and raw:
+        # the last part is the field itself, even when a document names it "int" or "str" like a union tag
+        raw, field = raw[:-1], raw[-1]
+        msg = f"unknown field {field!r}" if kind == "extra_forbidden" else f"missing required field {field!r}"
+    loc = tuple(p for p in raw if not (isinstance(p, str) and p in _UNION_TAGS))
     if msg.startswith("Value error, "):
         msg = msg[len("Value error, ") :]
-    elif kind == "extra_forbidden":
-        msg = f"unknown field {loc[-1]!r}"
-        loc = loc[:-1]
-    elif kind == "missing":
-        msg = f"missing required field {loc[-1]!r}"
-        loc = loc[:-1]
     elif kind == "string_pattern_mismatch":
         msg = f"expected text matching {error['ctx']['pattern']}, found {error['input']!r}"
     elif kind.endswith("_type") or kind == "model_type":
-        msg = f"{msg[0].lower()}{msg[1:]}, found {json.dumps(error['input'])[:60]}"
+        msg = f"{msg[0].lower()}{msg[1:]}, found {_shown(error['input'])}"
     return json_path(loc), msg
 
 
-def validate_document(cls: type[M], data: Any, origin: str) -> M:
-    """Validate parsed JSON against a format model; raise InputError with the first problem."""
-    try:
-        return cls.model_validate(data)
-    except ValidationError as exc:
-        errors = exc.errors(include_url=False)
+def problem(exc: ValidationError) -> str:
+    """A validation error as one line: the first problem's JSON path and what was wrong, and how many more."""
+    errors = exc.errors(include_url=False)
     # A union yields one error per member at the same path: group them and report the path once.
     problems: dict[str, list[tuple[str, Any]]] = {}
     for error in errors:
@@ -96,10 +97,18 @@ def validate_document(cls: type[M], data: Any, origin: str) -> M:
     path, group = next(iter(problems.items()))
     msg = group[0][0]
     if len(group) > 1 and all(e["type"].endswith("_type") for _, e in group):
-        msg = f"expected a bool, an int or a string, found {json.dumps(group[0][1]['input'])[:60]}"
+        msg = f"expected a bool, an int or a string, found {_shown(group[0][1]['input'])}"
     more = len(problems) - 1
     suffix = f" (and {more} more problem{'s' if more > 1 else ''})" if more else ""
-    raise InputError(f"{origin}: {path}: {msg}{suffix}")
+    return f"{path}: {msg}{suffix}"
+
+
+def validate_document(cls: type[M], data: Any, origin: str) -> M:
+    """Validate parsed JSON against a format model; raise InputError with the first problem."""
+    try:
+        return cls.model_validate(data)
+    except ValidationError as exc:
+        raise InputError(f"{origin}: {problem(exc)}") from None
 
 
 def parse_document(cls: type[M], text: str | bytes, origin: str) -> M:

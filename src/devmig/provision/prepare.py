@@ -40,6 +40,7 @@ from devmig.host.ops import (
     undo_file,
 )
 from devmig.host.profile import Profile, load_profiles
+from devmig.host.scan import group_number
 from devmig.host.sysfs import Sysfs, SysfsError
 from devmig.model.descriptor import DeviceDescriptor, TypeCapability
 from devmig.model.params import ParamValue, param_text
@@ -299,7 +300,7 @@ def prepare(
 
 def _group_of(root: Sysfs, record: Mapping[str, Any]) -> int | None:
     name = root.link_name(f"{_device_dir(record)}/iommu_group")
-    return int(name) if name is not None and name.isdigit() else None
+    return group_number(name)
 
 
 def release(device: str, host: Host, *, state_dir: str | None = None, lock_timeout: float = LOCK_TIMEOUT) -> Released:

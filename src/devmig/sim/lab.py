@@ -8,6 +8,7 @@ documented in docs/simulator.md; `devmig.sim.labs/default.yaml` is the lab `devm
 from __future__ import annotations
 
 import json
+from functools import cache
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -116,7 +117,13 @@ class SimHost:
             driver = SimNic(release=nic.release)
         except ValueError as exc:
             raise InputError(f"lab host {self.name}: NIC {nic.address}: {exc}") from None
-        driver.install(self.kernel, nic.address, nic.vfs, nic.bound)
+        made = driver.install(self.kernel, nic.address, nic.vfs, nic.bound)
+        for address in nic.bound:
+            if address not in made:
+                raise InputError(
+                    f"lab host {self.name}: VF {address} is bound, but NIC {nic.address} has no such VF "
+                    f"(its VFs: {', '.join(made) or 'none'})"
+                )
         for address in nic.running:
             if address not in nic.bound:
                 raise InputError(f"lab host {self.name}: VF {address} runs but is not bound to the variant driver")
@@ -142,6 +149,69 @@ class Lab:
             raise InputError(f"lab {self.name}: no host {name} (hosts: {', '.join(self.hosts)})") from None
 
 
+#: A lab is written by hand: a thousand hosts take about 100 KiB. A larger file is a mistake (or hostile) and is
+#: refused unread; PyYAML reads about a megabyte in 2 to 10 s, so this also bounds the time a lab file can take.
+MAX_LAB_BYTES = 1024 * 1024
+#: YAML nodes a lab may hold once its aliases are expanded: a lab of a thousand hosts has a few tens of thousands.
+#: Aliases can make a few lines stand for billions of nodes ("billion laughs"); counting them as they are composed
+#: refuses such a file before anything walks the expanded document.
+MAX_LAB_NODES = 1_000_000
+#: How deep a lab's collections may nest (the format needs 6 levels). PyYAML's scanner does work in proportion to
+#: the depth for every token of a flow collection ("[[[[..."), so an unbounded depth is quadratic time.
+MAX_LAB_DEPTH = 64
+
+
+@cache
+def _bounded_loader() -> type[Any]:
+    import yaml
+    from yaml.composer import ComposerError
+    from yaml.scanner import ScannerError
+
+    class BoundedLoader(yaml.SafeLoader):
+        """yaml.safe_load's loader, counting every node as often as aliases repeat it, and refusing deep nesting."""
+
+        def __init__(self, stream: str) -> None:
+            super().__init__(stream)
+            self._sizes: dict[int, int] = {}
+            self._depth = 0
+
+        def fetch_flow_collection_start(self, TokenClass: Any) -> None:  # noqa: N803 - PyYAML's name
+            if self.flow_level >= MAX_LAB_DEPTH:
+                raise ScannerError(None, None, f"collections nested more than {MAX_LAB_DEPTH} deep", self.get_mark())
+            super().fetch_flow_collection_start(TokenClass)
+
+        def compose_node(self, parent: Any, index: Any) -> Any:
+            if self._depth >= MAX_LAB_DEPTH:
+                raise ComposerError(None, None, f"collections nested more than {MAX_LAB_DEPTH} deep", self.get_mark())
+            self._depth += 1
+            try:
+                return self._compose_counted(parent, index)
+            finally:
+                self._depth -= 1
+
+        def _compose_counted(self, parent: Any, index: Any) -> Any:
+            if self.check_event(yaml.AliasEvent):
+                node: Any = super().compose_node(parent, index)
+                if id(node) not in self._sizes:  # a node still being composed: the alias is inside its anchor
+                    raise ComposerError(None, None, "an alias refers to a node that contains it", node.start_mark)
+                return node
+            node = super().compose_node(parent, index)
+            children: list[Any] = []
+            if isinstance(node, yaml.SequenceNode):
+                children = node.value
+            elif isinstance(node, yaml.MappingNode):
+                children = [part for pair in node.value for part in pair]
+            size = 1 + sum(self._sizes[id(child)] for child in children)
+            if size > MAX_LAB_NODES:
+                raise ComposerError(
+                    None, None, f"more than {MAX_LAB_NODES} nodes once its aliases are expanded", node.start_mark
+                )
+            self._sizes[id(node)] = size
+            return node
+
+    return BoundedLoader
+
+
 def _parse(text: str, origin: str) -> Any:
     if origin.endswith(".json"):
         from devmig.model.load import parse_json
@@ -149,13 +219,18 @@ def _parse(text: str, origin: str) -> Any:
         return parse_json(text, origin)
     import yaml
 
+    loader = None
     try:
-        return yaml.safe_load(text)
+        loader = _bounded_loader()(text)  # the reader checks the characters here already
+        return loader.get_single_data()
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1} column {mark.column + 1}" if mark is not None else ""
         problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
         raise InputError(f"{origin}: not valid YAML{where}: {problem}") from None
+    finally:
+        if loader is not None:
+            loader.dispose()
 
 
 def is_shipped(name_or_path: str) -> bool:
@@ -173,12 +248,18 @@ def load_lab(name_or_path: str = DEFAULT_LAB) -> Lab:
     else:
         path = Path(name_or_path)
         try:
-            text, origin = path.read_text(encoding="utf-8"), str(path)
+            with path.open("rb") as handle:
+                data = handle.read(MAX_LAB_BYTES + 1)
+            text, origin = data.decode("utf-8"), str(path)
         except (OSError, UnicodeDecodeError) as exc:
             raise InputError(
                 f"lab {name_or_path}: cannot read: {getattr(exc, 'strerror', None) or exc} "
                 f"(expected a lab file or the name of a shipped lab: {DEFAULT_LAB})"
             ) from None
+        if len(data) > MAX_LAB_BYTES:
+            raise InputError(
+                f"lab {name_or_path}: larger than {MAX_LAB_BYTES // (1024 * 1024)} MiB: expected a lab file"
+            )
     return Lab(validate_document(LabSpec, _parse(text, origin), origin), origin)
 
 

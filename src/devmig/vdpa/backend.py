@@ -272,7 +272,7 @@ def feature_bits(names: list[str], device_id: int = VirtioId.NET) -> int:
 
 
 def _feature_bit(name: str, device_id: int) -> int | None:
-    if name.startswith("bit_") and name[4:].isdigit() and int(name[4:]) < 64:
+    if name.startswith("bit_") and name[4:].isascii() and name[4:].isdigit() and int(name[4:]) < 64:
         return int(name[4:])
     for bit in range(64):
         if _feature_name(bit, device_id) == name:

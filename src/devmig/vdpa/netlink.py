@@ -19,7 +19,7 @@ from types import TracebackType
 from typing import Any, Protocol
 
 from pyroute2.netlink import NLM_F_ACK, NLM_F_ACK_TLVS, NLM_F_CAPPED, NLM_F_DUMP, NLM_F_REQUEST, genlmsg, nlmsgerr
-from pyroute2.netlink.exceptions import NetlinkError
+from pyroute2.netlink.exceptions import NetlinkDecodeError, NetlinkError
 from pyroute2.netlink.generic import GenericNetlinkSocket
 
 from devmig.errors import DevmigError, InputError
@@ -86,14 +86,24 @@ def encode(cmd: Cmd, attrs: Attrs) -> VdpaMsg:
     return msg
 
 
+#: what pyroute2 gives for each attribute type when the kernel sent what the table says; for an attribute of
+#: another size (or a string that is not NUL-terminated UTF-8) it gives the raw bytes instead
+_PY_TYPES: dict[str, type] = {"string": str, "binary": bytes, "u8": int, "u16": int, "u32": int, "u64": int}
+
+
 def decode(msg: Any) -> list[tuple[Attr, Any]]:
     """A reply's attributes in the kernel's order, without PAD and without attributes this table does not know
-    (a newer kernel's: pyroute2 names them UNKNOWN)."""
+    (a newer kernel's: pyroute2 names them UNKNOWN). An attribute that does not hold its type is an error."""
     out: list[tuple[Attr, Any]] = []
-    for name, value in msg["attrs"]:
+    for name, value in msg.get("attrs") or ():
         attr = _BY_NAME.get(name)
-        if attr is not None and attr is not Attr.PAD:
-            out.append((attr, value))
+        if attr is None or attr is Attr.PAD:
+            continue
+        kind = ATTR_TYPES[attr]
+        if not isinstance(value, _PY_TYPES[kind]):
+            shown = repr(value)[:40]
+            raise DevmigError(f"vdpa reply: VDPA_ATTR_{attr.name} does not hold a {kind}: the kernel sent {shown}")
+        out.append((attr, value))
     return out
 
 
@@ -279,6 +289,9 @@ class NetlinkVdpa:
         except NetlinkError as exc:
             hint = permission_hint(request, self._root) if exc.code == errno.EPERM and cmd in ADMIN_CMDS else None
             raise VdpaError(exc.code, _extack(exc), request=request, hint=hint) from None
+        except (struct.error, NetlinkDecodeError) as exc:
+            # pyroute2 parses the reply inside the request: a truncated or malformed one fails in its decoder
+            raise DevmigError(f"{request}: the kernel's reply cannot be decoded: {exc}") from None
 
     @staticmethod
     def _replies(messages: Sequence[Any]) -> list[Any]:
