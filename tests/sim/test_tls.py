@@ -583,3 +583,11 @@ def test_the_commands_migrate_over_certificates_and_refuse_a_sender_not_admitted
     assert intruder.err.count("\n") == 1 and "refused this sender after the TLS handshake" in intruder.err
     assert err.count("\n") == 1 and "(mallory.example) are not among the admitted senders" in err
     assert "Traceback" not in intruder.err + err
+
+
+def test_a_port_of_non_ascii_digits_is_bad_input() -> None:
+    from devmig.errors import InputError
+    from devmig.migrate.transport import parse_address
+
+    with pytest.raises(InputError, match="the port must be a number"):
+        parse_address("127.0.0.1:\u00b2")

@@ -147,7 +147,7 @@ def parse_address(text: str, *, default_host: str | None = None) -> Address:
             raise InputError(f"address {text!r}: expected HOST:PORT")
         host = default_host
     lowest = 0 if default_host is not None else 1  # a listener may take port 0: any free port
-    if not port.isdigit() or not lowest <= int(port) < 65536:
+    if not (port.isascii() and port.isdigit()) or not lowest <= int(port) < 65536:
         raise InputError(f"address {text!r}: the port must be a number from {lowest} to 65535")
     return Address(host, int(port))
 
