@@ -17,7 +17,8 @@ import pytest
 
 from devmig.errors import InputError
 from devmig.host import SysfsRoot
-from devmig.migrate.vfio import VfioDataFd, VfioError, cdev_name, open_device
+from devmig.migrate.device import VfioError
+from devmig.migrate.vfio import VfioDataFd, cdev_name, open_device
 from devmig.testing.sysfs_tree import SysfsTree
 from tests.labs import MTTY, MTTY_UUID
 

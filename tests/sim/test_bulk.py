@@ -7,9 +7,9 @@ import errno
 import pytest
 
 from devmig.migrate import transport
+from devmig.migrate.device import VfioError
 from devmig.migrate.fsm import RESUMING, RUNNING, STOP, STOP_COPY
 from devmig.migrate.session import accept_all
-from devmig.migrate.vfio import VfioError
 from devmig.sim.bulk import BulkDevice
 
 

@@ -12,8 +12,8 @@ from devmig.host import Inventory, SysfsError
 from devmig.host.describe import Describer
 from devmig.host.ops import create_mdev
 from devmig.host.profile import load_profiles
-from devmig.migrate.fsm import MigState
-from devmig.migrate.vfio import VfioError
+from devmig.migrate.device import VfioError
+from devmig.migrate.uapi import MigState
 from devmig.sim.lab import load_lab
 from devmig.sim.vfio import SimDataFd
 

@@ -8,17 +8,8 @@ import json
 import pytest
 
 from devmig.cli import main
-from devmig.migrate.fsm import (
-    ERROR,
-    PRE_COPY,
-    PRE_COPY_P2P,
-    RESUMING,
-    RUNNING,
-    RUNNING_P2P,
-    STOP,
-    STOP_COPY,
-    MigState,
-)
+from devmig.migrate.device import VfioError
+from devmig.migrate.fsm import ERROR, PRE_COPY, PRE_COPY_P2P, RESUMING, RUNNING, RUNNING_P2P, STOP, STOP_COPY
 from devmig.migrate.probe import (
     Observed,
     ProbeError,
@@ -28,7 +19,7 @@ from devmig.migrate.probe import (
     reachable,
     run_probe,
 )
-from devmig.migrate.vfio import VfioError
+from devmig.migrate.uapi import MigState
 from devmig.sim.vfio import DeviceState, SimDataFd, SimVfioDevice
 
 KIB = 1024

@@ -16,11 +16,12 @@ import pytest
 from devmig.errors import DevmigError, IncompatibleError
 from devmig.host.hosts import open_host
 from devmig.migrate import transport
-from devmig.migrate.fsm import PRE_COPY, PRE_COPY_P2P, RESUMING, RUNNING, STOP, STOP_COPY, MigState
+from devmig.migrate.fsm import PRE_COPY, PRE_COPY_P2P, RESUMING, RUNNING, STOP, STOP_COPY
 from devmig.migrate.identity import describe_destination, judge_for, source_hello
 from devmig.migrate.session import Budget, Destination, Event, MigrationError, Outcome, Source, accept_all
 from devmig.migrate.stream import Reader, StreamError, StreamFormatError, Writer
 from devmig.migrate.transport import SocketChannel, TransportError
+from devmig.migrate.uapi import MigState
 from devmig.provision import prepare
 from devmig.sim.vfio import DeviceState, SimVfioDevice, StreamHeader
 from tests.provision.conftest import RUNNING_GPU, gpu_source

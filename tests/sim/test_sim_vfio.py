@@ -13,6 +13,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from devmig.migrate.device import VfioError
 from devmig.migrate.fsm import (
     ERROR,
     PRE_COPY,
@@ -24,7 +25,6 @@ from devmig.migrate.fsm import (
     STOP_COPY,
     TransitionError,
 )
-from devmig.migrate.vfio import VfioError
 from devmig.sim.vfio import (
     LOG_MAX_RANGES,
     DeviceState,

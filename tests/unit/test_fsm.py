@@ -10,7 +10,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from devmig.errors import DevmigError
-from devmig.migrate import fsm
+from devmig.migrate import fsm, uapi
 from devmig.migrate.fsm import (
     ENDS_SESSION,
     ERROR,
@@ -25,12 +25,11 @@ from devmig.migrate.fsm import (
     STATE_FLAGS,
     STOP,
     STOP_COPY,
-    MigState,
     TransitionError,
     next_step,
     path,
 )
-from devmig.migrate.vfio import MIGRATION_FLAGS
+from devmig.migrate.uapi import MIGRATION_FLAGS, MigState
 
 FLAG_SETS = (1, 3, 5, 7)
 STATES = list(MigState)
@@ -179,9 +178,9 @@ def test_the_tables_match_the_kernel_and_the_bindings() -> None:
     ]
     assert not any(fsm.supported(ERROR, flags) for flags in range(1 << 16))
     assert MIGRATION_FLAGS == {
-        fsm.MIGRATION_STOP_COPY: "STOP_COPY",
-        fsm.MIGRATION_P2P: "P2P",
-        fsm.MIGRATION_PRE_COPY: "PRE_COPY",
+        uapi.VFIO_MIGRATION_STOP_COPY: "STOP_COPY",
+        uapi.VFIO_MIGRATION_P2P: "P2P",
+        uapi.VFIO_MIGRATION_PRE_COPY: "PRE_COPY",
     }
     assert all(NEXT[s][s] == s for s in STATES)
     assert all(NEXT[ERROR][t] == ERROR for t in STATES)
@@ -305,7 +304,7 @@ def test_paths_are_short_supported_and_compose(cur: MigState, target: MigState, 
 
 @given(flag_values)
 def test_a_migration_round_trip_is_always_possible_on_a_migratable_device(flags: int) -> None:
-    if not flags & fsm.MIGRATION_STOP_COPY:
+    if not flags & uapi.VFIO_MIGRATION_STOP_COPY:
         with pytest.raises(TransitionError):
             path(RUNNING, STOP_COPY, flags)
         return

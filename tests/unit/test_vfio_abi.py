@@ -1,7 +1,7 @@
 """The VFIO and iommufd numbers and layouts devmig uses, against the kernel's own headers, compiled with gcc.
 
-A C program is generated from devmig's tables (every structure of `vfio.UAPI_STRUCTS`: its size and each field's
-offset; every number of `vfio.uapi_constants()`), compiled and run, and each value it prints is compared with
+A C program is generated from devmig's tables (every structure of `uapi.UAPI_STRUCTS`: its size and each field's
+offset; every number of `uapi.uapi_constants()`), compiled and run, and each value it prints is compared with
 devmig's. Each item is guarded by `#ifdef` on the macro that introduced it, so one program serves two headers:
 - the system's <linux/vfio.h> (Debian's linux-libc-dev, 6.1 on bookworm, older than PRE_COPY, MIG_DATA_SIZE and the
   iommufd cdev): what it lacks is reported as skipped, what it has must be equal;
@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from devmig.migrate import vfio
+from devmig.migrate import device, uapi
 
 GCC = shutil.which("gcc")
 UAPI_612 = sorted(Path("/usr/src").glob("linux-headers-6.12*-common/include/uapi/linux/vfio.h"))
@@ -75,7 +75,7 @@ class Item:
 def items() -> list[Item]:
     """Every size, offset and number devmig takes from the uAPI."""
     found: list[Item] = []
-    for struct in vfio.UAPI_STRUCTS:
+    for struct in uapi.UAPI_STRUCTS:
         name, guard = struct.__name__, STRUCT_GUARDS[struct.__name__]
         fields = [field_name for field_name, *_ in struct._fields_]
         later = tuple(FIELD_GUARDS[name, f] for f in fields if (name, f) in FIELD_GUARDS)
@@ -85,7 +85,7 @@ def items() -> list[Item]:
             expr = f"offsetof(struct {name}, {field_name})"
             extra = (FIELD_GUARDS[name, field_name],) if (name, field_name) in FIELD_GUARDS else ()
             found.append(Item(expr, (guard, *extra), expr, getattr(struct, field_name).offset))
-    for name, value in sorted(vfio.uapi_constants().items()):
+    for name, value in sorted(uapi.uapi_constants().items()):
         found.append(Item(name, (ENUM_GUARDS.get(name, name),), f"({name})", value))
     return found
 
@@ -152,8 +152,8 @@ needs_gcc = pytest.mark.skipif(GCC is None, reason="gcc is not installed: cannot
 
 
 def test_every_struct_has_a_guard_and_kernel_names() -> None:
-    assert {s.__name__ for s in vfio.UAPI_STRUCTS} == set(STRUCT_GUARDS)
-    assert all(name.startswith(("VFIO_", "IOMMU")) for name in vfio.uapi_constants())
+    assert {s.__name__ for s in uapi.UAPI_STRUCTS} == set(STRUCT_GUARDS)
+    assert all(name.startswith(("VFIO_", "IOMMU")) for name in uapi.uapi_constants())
 
 
 @needs_gcc
@@ -187,35 +187,35 @@ def test_against_linux_6_12_strictly(tmp_path: Path) -> None:
 
 
 def test_ioctl_numbers() -> None:
-    assert vfio.VFIO_GET_API_VERSION == 0x3B64
-    assert vfio.VFIO_CHECK_EXTENSION == 0x3B65
-    assert vfio.VFIO_SET_IOMMU == 0x3B66
-    assert vfio.VFIO_GROUP_GET_STATUS == 0x3B67
-    assert vfio.VFIO_GROUP_SET_CONTAINER == 0x3B68
-    assert vfio.VFIO_GROUP_GET_DEVICE_FD == 0x3B6A
-    assert vfio.VFIO_DEVICE_GET_INFO == 0x3B6B
-    assert vfio.VFIO_DEVICE_GET_REGION_INFO == 0x3B6C
-    assert vfio.VFIO_DEVICE_RESET == 0x3B6F
-    assert vfio.VFIO_DEVICE_FEATURE == 0x3B75
-    assert vfio.VFIO_DEVICE_BIND_IOMMUFD == 0x3B76
-    assert vfio.VFIO_MIG_GET_PRECOPY_INFO == 0x3B79
-    assert vfio.IOMMU_DESTROY == 0x3B80
-    assert vfio.IOMMU_IOAS_ALLOC == 0x3B81
+    assert uapi.VFIO_GET_API_VERSION == 0x3B64
+    assert uapi.VFIO_CHECK_EXTENSION == 0x3B65
+    assert uapi.VFIO_SET_IOMMU == 0x3B66
+    assert uapi.VFIO_GROUP_GET_STATUS == 0x3B67
+    assert uapi.VFIO_GROUP_SET_CONTAINER == 0x3B68
+    assert uapi.VFIO_GROUP_GET_DEVICE_FD == 0x3B6A
+    assert uapi.VFIO_DEVICE_GET_INFO == 0x3B6B
+    assert uapi.VFIO_DEVICE_GET_REGION_INFO == 0x3B6C
+    assert uapi.VFIO_DEVICE_RESET == 0x3B6F
+    assert uapi.VFIO_DEVICE_FEATURE == 0x3B75
+    assert uapi.VFIO_DEVICE_BIND_IOMMUFD == 0x3B76
+    assert uapi.VFIO_MIG_GET_PRECOPY_INFO == 0x3B79
+    assert uapi.IOMMU_DESTROY == 0x3B80
+    assert uapi.IOMMU_IOAS_ALLOC == 0x3B81
 
 
 def test_layouts() -> None:
-    assert ctypes.sizeof(vfio.vfio_group_status) == 8
-    assert ctypes.sizeof(vfio.vfio_device_info) == 24
-    assert ctypes.sizeof(vfio.vfio_region_info) == 32
-    assert ctypes.sizeof(vfio.vfio_device_feature) == 8
-    assert ctypes.sizeof(vfio.vfio_device_feature_mig_state) == 8
-    assert ctypes.sizeof(vfio.vfio_device_feature_dma_logging_control) == 24
-    assert ctypes.sizeof(vfio.vfio_device_feature_dma_logging_report) == 32
-    assert ctypes.sizeof(vfio.vfio_precopy_info) == 24
-    assert vfio.vfio_precopy_info.initial_bytes.offset == 8
+    assert ctypes.sizeof(uapi.vfio_group_status) == 8
+    assert ctypes.sizeof(uapi.vfio_device_info) == 24
+    assert ctypes.sizeof(uapi.vfio_region_info) == 32
+    assert ctypes.sizeof(uapi.vfio_device_feature) == 8
+    assert ctypes.sizeof(uapi.vfio_device_feature_mig_state) == 8
+    assert ctypes.sizeof(uapi.vfio_device_feature_dma_logging_control) == 24
+    assert ctypes.sizeof(uapi.vfio_device_feature_dma_logging_report) == 32
+    assert ctypes.sizeof(uapi.vfio_precopy_info) == 24
+    assert uapi.vfio_precopy_info.initial_bytes.offset == 8
 
 
 def test_flag_names() -> None:
-    assert vfio.flag_names(7, vfio.MIGRATION_FLAGS) == ["STOP_COPY", "P2P", "PRE_COPY"]
-    assert vfio.flag_names(0x83, vfio.DEVICE_FLAGS) == ["RESET", "PCI", "CAPS"]
-    assert vfio.flag_names(3, vfio.REGION_FLAGS) == ["READ", "WRITE"]
+    assert device.flag_names(7, uapi.MIGRATION_FLAGS) == ["STOP_COPY", "P2P", "PRE_COPY"]
+    assert device.flag_names(0x83, uapi.DEVICE_FLAGS) == ["RESET", "PCI", "CAPS"]
+    assert device.flag_names(3, uapi.REGION_FLAGS) == ["READ", "WRITE"]

@@ -119,8 +119,8 @@ def _cell(arc: ArcResult) -> str:
 
 def render_probe(report: ProbeReport) -> list[str]:
     """The probe's text report: flags, the request grid (rows: from, columns: to), each state, each problem."""
-    from devmig.migrate.fsm import MigState
-    from devmig.migrate.vfio import MIGRATION_FLAGS, flag_names
+    from devmig.migrate.device import flag_names
+    from devmig.migrate.uapi import MIGRATION_FLAGS, MigState
 
     flags = "|".join(flag_names(report.migration_flags, MIGRATION_FLAGS)) or "none"
     lines = [

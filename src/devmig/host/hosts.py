@@ -67,7 +67,7 @@ class Host:
             with open_device(self.sysfs, device, path) as real:
                 yield real
             return
-        from devmig.migrate.vfio import VfioError
+        from devmig.migrate.device import VfioError
 
         try:
             sim = self.sim.kernel.vfio_device(device)

@@ -12,11 +12,47 @@ does); a session treats both alike.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Protocol
+from dataclasses import dataclass
+from typing import Protocol
 
-if TYPE_CHECKING:
-    from devmig.migrate.fsm import MigState
-    from devmig.migrate.vfio import DeviceInfo
+from devmig.errors import DevmigError
+from devmig.migrate.uapi import MigState
+
+
+class VfioError(DevmigError):
+    """A VFIO call failed; `errno` is the kernel's (or the simulated driver's) errno, None when none applies."""
+
+    def __init__(self, message: str, err: int | None = None) -> None:
+        super().__init__(message)
+        self.errno = err
+
+
+def flag_names(value: int, table: dict[int, str]) -> list[str]:
+    return [name for bit, name in table.items() if value & bit]
+
+
+@dataclass
+class DeviceInfo:
+    name: str
+    group: int | None
+    flags: list[str]
+    num_regions: int
+    num_irqs: int
+    #: VFIO_MIGRATION_* names, or None when the device has no migration support (ENOTTY)
+    migration: list[str] | None
+    migration_error: str | None = None
+    #: how the device fd was opened: "group" or "cdev"; None for a simulated device
+    via: str | None = None
+
+
+@dataclass(frozen=True)
+class RegionInfo:
+    """VFIO_DEVICE_GET_REGION_INFO: where region `index` sits in the device fd (pread/pwrite at `offset`)."""
+
+    index: int
+    flags: list[str]
+    size: int
+    offset: int
 
 
 class DataFd(Protocol):

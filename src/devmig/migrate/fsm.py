@@ -16,30 +16,11 @@ from __future__ import annotations
 
 import errno
 from collections.abc import Mapping
-from enum import IntEnum
 from itertools import pairwise
 from typing import Final, Literal
 
 from devmig.errors import DevmigError
-
-
-class MigState(IntEnum):
-    """`enum vfio_device_mig_state` (include/uapi/linux/vfio.h)."""
-
-    ERROR = 0
-    STOP = 1
-    RUNNING = 2
-    STOP_COPY = 3
-    RESUMING = 4
-    RUNNING_P2P = 5
-    PRE_COPY = 6
-    PRE_COPY_P2P = 7
-
-
-#: VFIO_MIGRATION_* bits of the MIGRATION feature (the same bits as devmig.migrate.vfio.MIGRATION_FLAGS)
-MIGRATION_STOP_COPY: Final = 1 << 0
-MIGRATION_P2P: Final = 1 << 1
-MIGRATION_PRE_COPY: Final = 1 << 2
+from devmig.migrate.uapi import VFIO_MIGRATION_P2P, VFIO_MIGRATION_PRE_COPY, VFIO_MIGRATION_STOP_COPY, MigState
 
 
 class TransitionError(DevmigError):
@@ -70,13 +51,13 @@ NEXT: Final[Mapping[MigState, Mapping[MigState, MigState]]] = {
 #: state_flags_table: the migration flags a state needs. ERROR needs ~0 (every bit), so no device supports it.
 STATE_FLAGS: Final[Mapping[MigState, int]] = {
     ERROR: ~0,
-    STOP: MIGRATION_STOP_COPY,
-    RUNNING: MIGRATION_STOP_COPY,
-    STOP_COPY: MIGRATION_STOP_COPY,
-    RESUMING: MIGRATION_STOP_COPY,
-    RUNNING_P2P: MIGRATION_STOP_COPY | MIGRATION_P2P,
-    PRE_COPY: MIGRATION_STOP_COPY | MIGRATION_PRE_COPY,
-    PRE_COPY_P2P: MIGRATION_STOP_COPY | MIGRATION_P2P | MIGRATION_PRE_COPY,
+    STOP: VFIO_MIGRATION_STOP_COPY,
+    RUNNING: VFIO_MIGRATION_STOP_COPY,
+    STOP_COPY: VFIO_MIGRATION_STOP_COPY,
+    RESUMING: VFIO_MIGRATION_STOP_COPY,
+    RUNNING_P2P: VFIO_MIGRATION_STOP_COPY | VFIO_MIGRATION_P2P,
+    PRE_COPY: VFIO_MIGRATION_STOP_COPY | VFIO_MIGRATION_PRE_COPY,
+    PRE_COPY_P2P: VFIO_MIGRATION_STOP_COPY | VFIO_MIGRATION_P2P | VFIO_MIGRATION_PRE_COPY,
 }
 
 #: The states that produce migration data; they share one session (one data_fd).

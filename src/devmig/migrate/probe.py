@@ -27,7 +27,7 @@ from typing import Any, Final
 
 from devmig.errors import DevmigError
 from devmig.migrate import fsm
-from devmig.migrate.device import DataFd, MigrationDevice
+from devmig.migrate.device import DataFd, MigrationDevice, VfioError, flag_names
 from devmig.migrate.fsm import (
     ENDS_SESSION,
     OPENS_DATA_FD,
@@ -37,10 +37,9 @@ from devmig.migrate.fsm import (
     RUNNING,
     SAVING_GROUP,
     STOP_COPY,
-    MigState,
     TransitionError,
 )
-from devmig.migrate.vfio import MIGRATION_FLAGS, VfioError, flag_names
+from devmig.migrate.uapi import MIGRATION_FLAGS, MigState
 
 #: The VFIO_MIGRATION_* combinations the uAPI defines.
 DEFINED_FLAGS: Final = frozenset({1, 3, 5, 7})

@@ -25,10 +25,11 @@ from typing import Any, Literal
 
 from devmig import __version__
 from devmig.errors import DevmigError, IncompatibleError
-from devmig.migrate.device import DataFd, MigrationDevice
-from devmig.migrate.fsm import MIGRATION_PRE_COPY, PRE_COPY, RESUMING, RUNNING, STOP, STOP_COPY, MigState
+from devmig.migrate.device import DataFd, MigrationDevice, VfioError
+from devmig.migrate.fsm import PRE_COPY, RESUMING, RUNNING, STOP, STOP_COPY
 from devmig.migrate.stream import CHUNK, Kind, Limits, Reader, Record, StreamError, Writer
-from devmig.migrate.vfio import VfioError
+from devmig.migrate.uapi import VFIO_MIGRATION_PRE_COPY as VFIO_MIGRATION_PRE_COPY
+from devmig.migrate.uapi import MigState
 
 Role = Literal["source", "destination"]
 
@@ -165,7 +166,7 @@ class Source:
             self._verdict(reply.expect(Kind.VERDICT).json())
         fd: DataFd | None = None
         try:
-            fd = self._precopy(writer, flags) if start is RUNNING and flags & MIGRATION_PRE_COPY else None
+            fd = self._precopy(writer, flags) if start is RUNNING and flags & VFIO_MIGRATION_PRE_COPY else None
             stop_copy = self.clock()
             fd = self._enter_stop_copy(fd)
             self._pump(fd, writer, None, precopy=False)

@@ -13,10 +13,11 @@ import errno
 import threading
 
 from devmig.migrate import fsm
-from devmig.migrate.fsm import RESUMING, RUNNING, STOP, MigState
-from devmig.migrate.vfio import MIGRATION_FLAGS, DeviceInfo, VfioError, flag_names
+from devmig.migrate.device import DeviceInfo, VfioError, flag_names
+from devmig.migrate.fsm import RESUMING, RUNNING, STOP
+from devmig.migrate.uapi import MIGRATION_FLAGS, VFIO_MIGRATION_P2P, VFIO_MIGRATION_STOP_COPY, MigState
 
-FLAGS = fsm.MIGRATION_STOP_COPY | fsm.MIGRATION_P2P
+FLAGS = VFIO_MIGRATION_STOP_COPY | VFIO_MIGRATION_P2P
 
 
 class BlobFd:

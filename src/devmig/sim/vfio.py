@@ -53,6 +53,7 @@ from enum import IntEnum
 from typing import Concatenate, ParamSpec, Protocol, TypeVar
 
 from devmig.migrate import fsm
+from devmig.migrate.device import DeviceInfo, VfioError, flag_names
 from devmig.migrate.fsm import (
     ENDS_SESSION,
     OPENS_DATA_FD,
@@ -63,9 +64,8 @@ from devmig.migrate.fsm import (
     RUNNING_P2P,
     STOP,
     STOP_COPY,
-    MigState,
 )
-from devmig.migrate.vfio import MIGRATION_FLAGS, DeviceInfo, VfioError, flag_names
+from devmig.migrate.uapi import MIGRATION_FLAGS, MigState
 
 ParamValue = bool | int | str
 

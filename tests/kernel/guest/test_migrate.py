@@ -22,7 +22,7 @@ from devmig.migrate import transport
 from devmig.migrate.fsm import RUNNING, STOP
 from devmig.migrate.identity import describe_destination, judge_for, source_hello
 from devmig.migrate.session import Destination, MigrationError, Outcome, Source, accept_all
-from devmig.migrate.vfio import VFIO_PCI_BAR0_REGION_INDEX as BAR0
+from devmig.migrate.uapi import VFIO_PCI_BAR0_REGION_INDEX as BAR0
 from devmig.migrate.vfio import VfioDevice, open_device
 from devmig.model import DeviceDescriptor, TypeCapability
 from tests.kernel.guest.conftest import devmig

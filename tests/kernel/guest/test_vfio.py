@@ -14,8 +14,10 @@ import pytest
 
 from devmig.host import Inventory
 from devmig.host.sysfs import SysfsRoot
+from devmig.migrate.device import VfioError
 from devmig.migrate.fsm import PRE_COPY, RESUMING, RUNNING, STOP, STOP_COPY
-from devmig.migrate.vfio import VFIO_PCI_BAR0_REGION_INDEX, VfioDataFd, VfioDevice, VfioError, open_device
+from devmig.migrate.uapi import VFIO_PCI_BAR0_REGION_INDEX
+from devmig.migrate.vfio import VfioDataFd, VfioDevice, open_device
 from tests.kernel.guest.conftest import devmig, devmig_process
 
 pytestmark = pytest.mark.kernel
