@@ -5,8 +5,8 @@ from pathlib import Path
 
 import pytest
 
-from devmig.host.hosts import forget_labs
 from devmig.host.sysfs import Sysfs, SysfsRoot
+from devmig.machine.lab import forget_labs
 from devmig.testing.sysfs_tree import SysfsTree
 from tests.labs import build_lab, build_sim_lab
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 from devmig.fleet.collect import collect
 from devmig.fleet.records import HostRecord
 from devmig.fleet.store import FleetStore
-from devmig.host.hosts import open_host
 from devmig.host.profile import load_profiles
+from devmig.machine import open_host
 
 LAB_HOSTS = ("alpha", "beta", "gamma", "delta", "epsilon", "zeta", "eta")
 

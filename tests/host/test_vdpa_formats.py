@@ -11,7 +11,7 @@ import pytest
 from devmig.cli import main
 from devmig.compat import check
 from devmig.host import vdpa
-from devmig.host.hosts import open_host
+from devmig.machine import open_host
 from devmig.model import DeviceDescriptor, TypeCapability
 from devmig.sim.vdpa import SimVdpa, pci_net, vdpasim_blk, vdpasim_net
 from devmig.vdpa.backend import F_NET_MQ, F_NET_MTU

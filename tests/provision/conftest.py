@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from typing import Any
 
+from devmig.host.access import Host
 from devmig.host.describe import Describer
-from devmig.host.hosts import Host, open_host
 from devmig.host.inventory import Inventory
 from devmig.host.profile import load_profiles
+from devmig.machine import open_host
+from devmig.machine.lab import LabHost
 from devmig.model.descriptor import DeviceDescriptor
 from devmig.sim.lab import Lab, LabSpec
 
@@ -30,8 +32,8 @@ def vf_source() -> DeviceDescriptor:
     return descriptor(open_host("sim:alpha"), RUNNING_VF)
 
 
-def lab_host(hosts: list[dict[str, Any]], name: str) -> Host:
+def lab_host(hosts: list[dict[str, Any]], name: str) -> LabHost:
     """A host of a lab made here (not persisted: it lives in the test)."""
     lab = Lab(LabSpec.model_validate({"name": "t", "hosts": hosts}), "test")
     sim = lab.host(name)
-    return Host(name=f"sim:t/{name}", sysfs=sim.kernel.fs, sim=sim)
+    return LabHost(name=f"sim:t/{name}", sim=sim)

@@ -17,18 +17,20 @@ from pathlib import Path
 import pytest
 
 from devmig.errors import DevmigError, SignalledError
-from devmig.host.hosts import Host, forget_labs, open_host
+from devmig.host.access import Host
 from devmig.host.inventory import Inventory
+from devmig.machine import open_host
+from devmig.machine.lab import LabHost, forget_labs
 from devmig.model.descriptor import DeviceDescriptor
 from devmig.provision import HostState, NoCapacityError, Prepared, UnwindError, prepare, recover, release
 from devmig.sim.lab import load_lab
-from devmig.testing.faults import FaultySysfs, eio, host_state
+from devmig.testing.faults import FaultySysfs, SysfsSwapped, eio, host_state
 from tests.provision.conftest import gpu_source, lab_host, vf_source
 
 
-def fresh_beta() -> Host:
+def fresh_beta() -> LabHost:
     sim = load_lab("default").host("beta")
-    return Host(name="sim:default/beta", sysfs=sim.kernel.fs, sim=sim)
+    return LabHost(name="sim:default/beta", sim=sim)
 
 
 def unbound_nic_host() -> Host:
@@ -62,7 +64,7 @@ def run_every_fault_point(
         before = host_state(host.sysfs)
         done: Prepared | None = None
         with contextlib.suppress(DevmigError, KeyboardInterrupt):
-            done = prepare(source, Host(host.name, faulty, host.sim), persist=persist)
+            done = prepare(source, SysfsSwapped(host, faulty), persist=persist)
         state = HostState.of(host.key)
         assert list(state.journals.iterdir()) == [], f"fault point {points + 1}: a journal was left"
         if not faulty.hit:
@@ -110,21 +112,20 @@ def test_a_signal_mid_prepare_puts_the_host_back() -> None:
     before = host_state(host.sysfs)
     faulty = FaultySysfs(host.sysfs, fail_at=3, fault=sigterm)
     with pytest.raises(SignalledError, match="SIGTERM"):
-        prepare(gpu_source(), Host(host.name, faulty, host.sim), persist=True)
+        prepare(gpu_source(), SysfsSwapped(host, faulty), persist=True)
     assert faulty.made and host_state(host.sysfs) == before
     assert signal.getsignal(signal.SIGTERM) == signal.SIG_DFL
 
 
 CRASH = """
 import sys
-from devmig.host.hosts import Host, open_host
+from devmig.machine import open_host
 from devmig.model.descriptor import DeviceDescriptor
 from devmig.provision import prepare
-from devmig.testing.faults import FaultySysfs, exit_now
+from devmig.testing.faults import FaultySysfs, SysfsSwapped, exit_now
 host = open_host("sim:beta")
 source = DeviceDescriptor.model_validate_json(sys.stdin.read())
-prepare(source, Host(host.name, FaultySysfs(host.sysfs, fail_at=int(sys.argv[1]), fault=exit_now), host.sim),
-        persist=True)
+prepare(source, SysfsSwapped(host, FaultySysfs(host.sysfs, fail_at=int(sys.argv[1]), fault=exit_now)), persist=True)
 """
 
 
@@ -161,7 +162,7 @@ def test_recover_leaves_a_running_prepare_alone(tmp_path: Path) -> None:
 
     def run() -> None:
         with pytest.raises(KeyboardInterrupt):
-            prepare(gpu_source(), Host(beta.name, FaultySysfs(beta.sysfs, 2, slow), beta.sim))
+            prepare(gpu_source(), SysfsSwapped(beta, FaultySysfs(beta.sysfs, 2, slow)))
 
     worker = threading.Thread(target=run)
     worker.start()
@@ -210,7 +211,7 @@ def test_an_undo_that_fails_keeps_the_journal_for_recover() -> None:
     # change 3 (aggregator) fails, and so does change 4: the undo's `remove` of the new mdev
     faulty = FaultySysfs(host.sysfs, fail_at=3, also=(4,))
     with pytest.raises(UnwindError, match="could not be put back") as info:
-        prepare(gpu_source(), Host(host.name, faulty, host.sim))
+        prepare(gpu_source(), SysfsSwapped(host, faulty))
     assert "devmig recover" in str(info.value) and info.value.exit_code == 1
     assert len(Inventory.scan(host.sysfs).mdevs) == 1
     (result,) = recover(host)

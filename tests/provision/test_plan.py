@@ -6,8 +6,9 @@ import pytest
 
 from devmig.compat import candidate_rank, check
 from devmig.errors import DevmigError, IncompatibleError
-from devmig.host.hosts import open_host
 from devmig.host.profile import load_profiles
+from devmig.machine import open_host
+from devmig.machine.lab import LabHost
 from devmig.model.descriptor import DeviceDescriptor, ModelSpec, TypeCapability
 from devmig.model.params import ParamSpec
 from devmig.provision import NoCapacityError, make_plan, plan
@@ -64,10 +65,9 @@ def test_a_vf_in_use_claimed_or_on_a_host_driver_is_never_offered() -> None:
     assert reasons["0000:3b:00.2"].startswith("open by a VM")
     assert reasons["0000:3b:00.3"] == "claimed by devmig prepare p-1"
     assert [c.device for c in result.candidates] == ["0000:3b:00.4", "0000:3b:00.5"]
-    alpha.sim.kernel.pci["0000:3b:00.4"].driver = "simnic"  # type: ignore[union-attr]
-    alpha.sysfs.add_link(  # type: ignore[attr-defined]
-        "sys/devices/pci0000:3b/0000:3b:00.4/driver", "sys/bus/pci/drivers/simnic"
-    )
+    assert isinstance(alpha, LabHost)
+    alpha.sim.kernel.pci["0000:3b:00.4"].driver = "simnic"
+    alpha.sysfs.add_link("sys/devices/pci0000:3b/0000:3b:00.4/driver", "sys/bus/pci/drivers/simnic")
     result = make_plan(vf_source(), alpha, load_profiles("/nonexistent"))
     assert next(c for c in result.rejected if c.device == "0000:3b:00.4").reasons == [
         "bound to the host driver simnic (in use by the host; unbind it to offer it)"

@@ -8,10 +8,12 @@ import json
 import pytest
 
 from devmig.errors import InputError
-from devmig.host.hosts import Host, open_host
+from devmig.host.access import Host
 from devmig.host.inventory import Inventory
 from devmig.host.mdevctl import list_dumpjson
 from devmig.host.ops import RefusedError, create_mdev
+from devmig.machine import KernelHost, open_host
+from devmig.machine.lab import LabHost
 from devmig.provision import HostState, plan, prepare, release
 from devmig.testing.faults import host_state
 from tests.labs import MTTY_UUID, build_sim_lab
@@ -77,7 +79,7 @@ def test_a_uuid_devmig_did_not_make_is_not_taken_over() -> None:
 def test_release_refuses_a_device_a_vm_uses_and_unknown_devices() -> None:
     beta = open_host("sim:beta")
     done = prepare(gpu_source(), beta)
-    assert beta.sim is not None
+    assert isinstance(beta, LabHost)
     beta.sim.start(done.device)
     with pytest.raises(RefusedError, match="open by a VM"):
         release(done.device, beta)
@@ -138,7 +140,7 @@ def test_nothing_fits_is_exit_1_with_every_reason() -> None:
 def test_a_profile_type_is_created_and_its_fixed_parameters_are_not_written() -> None:
     # The mtty twin, as the real mtty: no migration/ files; nr_ports is fixed by the type (a profile says so).
     fs = build_sim_lab()
-    host = Host(name="sim-mtty", sysfs=fs)
+    host = KernelHost(fs, name="sim-mtty")
     source = descriptor(host, MTTY_UUID)
     assert source.confidence == "profile" and source.params == {"nr_ports": 2}
     best = plan(source, host).require()

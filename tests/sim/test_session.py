@@ -14,7 +14,8 @@ from pathlib import Path
 import pytest
 
 from devmig.errors import DevmigError, IncompatibleError
-from devmig.host.hosts import open_host
+from devmig.machine import open_host
+from devmig.machine.lab import LabHost
 from devmig.migrate import transport
 from devmig.migrate.fsm import PRE_COPY, PRE_COPY_P2P, RESUMING, RUNNING, STOP, STOP_COPY
 from devmig.migrate.identity import describe_destination, judge_for, source_hello
@@ -93,7 +94,7 @@ def test_a_quiet_device_switches_after_its_initial_data() -> None:
 
 def test_a_lab_device_migrates_over_tcp_to_a_prepared_destination_byte_for_byte() -> None:
     alpha, beta = open_host("sim:alpha"), open_host("sim:beta")
-    assert alpha.sim is not None and beta.sim is not None
+    assert isinstance(alpha, LabHost) and isinstance(beta, LabHost)
     target = prepare(gpu_source(), beta).device
     src, dst = alpha.sim.kernel.vfio_device(RUNNING_GPU), beta.sim.kernel.vfio_device(target)
     judge = judge_for(*describe_destination(beta.sysfs, target))
@@ -125,7 +126,7 @@ def test_a_lab_device_migrates_over_tcp_to_a_prepared_destination_byte_for_byte(
 
 def test_an_incompatible_destination_refuses_before_any_state_is_sent() -> None:
     alpha, delta = open_host("sim:alpha"), open_host("sim:delta")  # delta runs simgpu 1.1.0, alpha 1.2.0
-    assert alpha.sim is not None and delta.sim is not None
+    assert isinstance(alpha, LabHost) and isinstance(delta, LabHost)
     from devmig.host.ops import create_mdev
 
     target = "0e2bd5f3-7d6b-4c4e-9d57-4d27a1c1f001"

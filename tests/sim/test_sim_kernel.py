@@ -10,9 +10,10 @@ import pytest
 from devmig.errors import InputError
 from devmig.host import Inventory, Sysfs, SysfsError
 from devmig.host.describe import Describer
-from devmig.host.hosts import open_host, parse_sim
 from devmig.host.ops import RefusedError, bind_pci, create_mdev, remove_mdev, unbind_pci
 from devmig.host.profile import load_profiles
+from devmig.machine import open_host
+from devmig.machine.lab import parse_sim
 from devmig.sim.lab import SimHost, load_lab
 
 GPU_TYPES = "sys/devices/pci0000:00/0000:00:02.0/mdev_supported_types"

@@ -7,9 +7,10 @@ import json
 import pytest
 
 from devmig.errors import InputError
-from devmig.host.hosts import forget_labs, open_host, sim_state_file
 from devmig.host.inventory import Inventory
 from devmig.host.ops import create_mdev
+from devmig.machine import open_host
+from devmig.machine.lab import forget_labs, sim_state_file
 from devmig.sim.persist import StaleSimHostError
 
 NEW = "11111111-2222-4333-8444-555555555555"

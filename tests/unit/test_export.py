@@ -42,8 +42,8 @@ from devmig.fleet.export import (
 )
 from devmig.fleet.records import HostRecord, TypeRecord
 from devmig.host import vdpa
-from devmig.host.hosts import open_host
 from devmig.host.profile import load_profiles
+from devmig.machine import open_host
 from devmig.model import DeviceDescriptor, IntRange, ParamSpec, ParamValue, SoftwareVersion, TypeCapability
 from devmig.model.verdict import Verdict
 from devmig.sim.vdpa import SimVdpa, pci_net, vdpasim_blk, vdpasim_net

@@ -4,10 +4,8 @@ from __future__ import annotations
 
 import click
 
-from devmig.cli.describe import profiles_dir_option
-from devmig.cli.hostopts import print_warnings, sysfs_root_option
-from devmig.cli.options import emit_json, output_options, resolve
-from devmig.cli.render import table
+from devmig.cli.options import emit_json, output_options, profiles_dir_option, resolve, sysfs_root_option
+from devmig.cli.render import print_warnings, table
 from devmig.errors import ExitCode
 
 
@@ -32,9 +30,9 @@ def command(
     """
     from devmig.host import vdpa
     from devmig.host.describe import Describer
-    from devmig.host.hosts import open_host
     from devmig.host.inventory import Inventory
     from devmig.host.profile import load_profiles
+    from devmig.machine import open_host
 
     opts = resolve(json_output, pretty)
     opened = open_host(host, sysfs_root)

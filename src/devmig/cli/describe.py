@@ -2,28 +2,16 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any
 
 import click
 
-from devmig.cli.hostopts import dir_option, print_warnings, sysfs_root_option
-from devmig.cli.options import emit_json, output_options, resolve
+from devmig.cli.options import emit_json, output_options, profiles_dir_option, resolve, sysfs_root_option
+from devmig.cli.render import print_warnings
 from devmig.errors import ExitCode
 
 if TYPE_CHECKING:
     from devmig.vdpa.backend import VdpaBackend
-
-F = TypeVar("F", bound=Callable[..., Any])
-
-
-def profiles_dir_option(func: F) -> F:
-    return dir_option(
-        "--profiles-dir",
-        "DEVMIG_PROFILES_DIR",
-        "Extra driver profiles (*.toml) that take precedence over the shipped ones "
-        "[default: /etc/devmig/profiles.d; also $DEVMIG_PROFILES_DIR].",
-    )(func)
 
 
 def _vdpa_descriptor(backend: VdpaBackend | None, name: str) -> dict[str, Any] | None:
@@ -50,9 +38,9 @@ def command(
     """
     from devmig.errors import InputError
     from devmig.host.describe import Describer
-    from devmig.host.hosts import open_host
     from devmig.host.inventory import Inventory
     from devmig.host.profile import load_profiles
+    from devmig.machine import open_host
 
     opts = resolve(json_output, pretty)
     opened = open_host(host, sysfs_root)

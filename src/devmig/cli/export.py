@@ -7,21 +7,16 @@ devmig.fleet.export and docs/fleet.md.
 
 from __future__ import annotations
 
-import socket
-from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING
 
 import click
 
-from devmig.cli.describe import profiles_dir_option
-from devmig.cli.options import emit_json, output_options, resolve
+from devmig.cli.options import F, emit_json, output_options, profiles_dir_option, resolve
 from devmig.cli.render import table
 from devmig.errors import ExitCode, InputError
 
 if TYPE_CHECKING:
     from devmig.fleet.records import HostRecord
-
-F = TypeVar("F", bound=Callable[..., Any])
 
 
 def source_options(func: F) -> F:
@@ -51,11 +46,11 @@ def source_options(func: F) -> F:
 
 def _one_host(spec: str, name: str | None, profiles_dir: str | None) -> HostRecord:
     from devmig.fleet.collect import collect
-    from devmig.host.hosts import open_host, parse_sim
     from devmig.host.profile import load_profiles
+    from devmig.machine import open_host
 
     opened = open_host(spec)
-    default = parse_sim(opened.name)[1] if opened.sim is not None else socket.gethostname()
+    default = opened.hostname
     record = collect(opened, load_profiles(profiles_dir), name=name or default)
     for warning in record.warnings:
         click.echo(f"devmig: warning: {warning}", err=True)

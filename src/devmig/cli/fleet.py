@@ -6,33 +6,22 @@ take it, no claim could be made, or the store refused; 2 bad input (a URL, a doc
 
 from __future__ import annotations
 
-import socket
 import time
-from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import Any
 
 import click
 
-from devmig.cli.describe import profiles_dir_option
 from devmig.cli.files import load
-from devmig.cli.hostopts import sysfs_root_option
-from devmig.cli.options import emit_json, output_options, resolve
+from devmig.cli.options import (
+    emit_json,
+    output_options,
+    profiles_dir_option,
+    resolve,
+    store_option,
+    sysfs_root_option,
+)
 from devmig.cli.render import assignments, table
 from devmig.errors import ExitCode
-
-F = TypeVar("F", bound=Callable[..., Any])
-
-
-def store_option(func: F) -> F:
-    return click.option(
-        "--store",
-        "store_url",
-        metavar="URL",
-        envvar="DEVMIG_STORE",
-        default=None,
-        help="The fleet store: sqlite:///PATH, postgresql://USER@HOST/DB or a path "
-        "[default: $DEVMIG_STORE, else ~/.local/share/devmig/fleet.db].",
-    )(func)
 
 
 def _open(url: str | None) -> Any:
@@ -79,12 +68,12 @@ def publish(
     """Collect this host's (or --host's) types, free instances and devices, and replace its inventory in the
     store in one transaction."""
     from devmig.fleet.collect import collect
-    from devmig.host.hosts import open_host, parse_sim
     from devmig.host.profile import load_profiles
+    from devmig.machine import open_host
 
     opts = resolve(json_output, pretty)
     opened = open_host(host, sysfs_root)
-    default = parse_sim(opened.name)[1] if opened.sim is not None else socket.gethostname()
+    default = opened.hostname
     record = collect(opened, load_profiles(profiles_dir), name=name or default)
     with _open(store_url) as store:
         stored = store.publish(record)

@@ -7,14 +7,14 @@ from typing import TYPE_CHECKING
 
 import click
 
-from devmig.cli.options import emit_json, output_options, resolve
+from devmig.cli.options import emit_json, output_options, resolve, state_dir_option
 from devmig.cli.progress import size
 from devmig.cli.render import assignments, table
 from devmig.errors import ExitCode
 
 if TYPE_CHECKING:
     from devmig.model import DeviceDescriptor
-    from devmig.sim.tour import HostAnswer
+    from devmig.tour.story import HostAnswer
 
 
 def _why(answer: HostAnswer, source: DeviceDescriptor) -> str:
@@ -49,7 +49,7 @@ def _why(answer: HostAnswer, source: DeviceDescriptor) -> str:
     is_flag=True,
     help="Forget what commands with --host sim:... changed on this lab's hosts (and their prepare records).",
 )
-@click.option("--state-dir", metavar="DIR", envvar="DEVMIG_STATE_DIR", default=None, help="See devmig prepare.")
+@state_dir_option
 @output_options
 def command(
     lab_name: str, device: str | None, reset: bool, state_dir: str | None, json_output: bool, pretty: bool
@@ -59,9 +59,9 @@ def command(
 
     The story always starts from the lab file; `devmig --host sim:HOST ...` commands keep their changes between
     runs until --reset."""
-    from devmig.host.hosts import lab as open_lab
-    from devmig.host.hosts import reset_lab
-    from devmig.sim.tour import tour
+    from devmig.machine.lab import lab as open_lab
+    from devmig.machine.lab import reset_lab
+    from devmig.tour.story import tour
 
     opts = resolve(json_output, pretty)
     if reset:

@@ -5,13 +5,12 @@ from __future__ import annotations
 
 import click
 
-from devmig.cli.hostopts import mdevctl_format_option, print_warnings, sysfs_of, sysfs_root_option, warnings_json
-from devmig.cli.options import emit_json, output_options, resolve
-from devmig.cli.render import table
+from devmig.cli.options import emit_json, mdevctl_format_option, output_options, resolve, sysfs_of, sysfs_root_option
+from devmig.cli.render import print_warnings, table, warnings_json
 from devmig.host.devices import MdevDevice, PciFunction, Subchannel
-from devmig.host.hosts import open_host
 from devmig.host.inventory import Device, Inventory
 from devmig.host.mdevctl import list_dumpjson
+from devmig.machine import open_host
 from devmig.vdpa.backend import VdpaDev
 
 

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import click
 
-from devmig.cli.hostopts import sysfs_of, sysfs_root_option
-from devmig.cli.options import emit_json, output_options, resolve
+from devmig.cli.options import emit_json, output_options, resolve, sysfs_of, sysfs_root_option
 from devmig.errors import ExitCode
 
 

@@ -16,13 +16,11 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any
 
 import click
 
-from devmig.cli.describe import profiles_dir_option
-from devmig.cli.hostopts import sysfs_root_option
-from devmig.cli.options import Options, emit_json, output_options, resolve
+from devmig.cli.options import F, Options, emit_json, output_options, profiles_dir_option, resolve, sysfs_root_option
 from devmig.cli.progress import ProgressView, result_json, summary
 from devmig.errors import ExitCode
 from devmig.migrate.device import MigrationDevice
@@ -31,7 +29,6 @@ from devmig.migrate.session import Budget, Destination, Judge, Outcome, Source, 
 if TYPE_CHECKING:
     from devmig.migrate.tls import Role, TlsConfig
 
-F = TypeVar("F", bound=Callable[..., Any])
 
 #: where `--listen PORT` listens: this host only; other hosts need an explicit address
 LOOPBACK = "127.0.0.1"
@@ -145,7 +142,7 @@ def _channel(role: Role, channel: dict[str, Any]) -> TlsConfig | None:
 
 @contextmanager
 def _device(host: str | None, sysfs_root: str, name: str) -> Iterator[tuple[Any, MigrationDevice]]:
-    from devmig.host.hosts import open_host
+    from devmig.machine import open_host
     from devmig.signals import signals_raise
 
     opened = open_host(host, sysfs_root)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from devmig.cli.hostopts import sysfs_of, sysfs_root_option
+from devmig.cli.options import sysfs_of, sysfs_root_option
 from devmig.errors import ExitCode
 
 

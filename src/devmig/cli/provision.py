@@ -4,32 +4,25 @@ simulated one."""
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import Any
 
 import click
 
-from devmig.cli.describe import profiles_dir_option
 from devmig.cli.files import load
-from devmig.cli.hostopts import dir_option, sysfs_root_option
-from devmig.cli.options import emit_json, output_options, resolve
+from devmig.cli.options import (
+    emit_json,
+    output_options,
+    profiles_dir_option,
+    resolve,
+    state_dir_option,
+    sysfs_root_option,
+)
 from devmig.cli.render import assignments, table, value_text
 from devmig.errors import ExitCode
 
-F = TypeVar("F", bound=Callable[..., Any])
-
-
-def state_dir_option(func: F) -> F:
-    return dir_option(
-        "--state-dir",
-        "DEVMIG_STATE_DIR",
-        "Where journals, prepare records and locks live [default: /var/lib/devmig for root, else "
-        "~/.local/state/devmig; also $DEVMIG_STATE_DIR].",
-    )(func)
-
 
 def _host(host: str | None, sysfs_root: str, state_dir: str | None) -> Any:
-    from devmig.host.hosts import open_host
+    from devmig.machine import open_host
 
     return open_host(host, sysfs_root, state_dir)
 

@@ -3,6 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
+from typing import TYPE_CHECKING
+
+import click
+
+if TYPE_CHECKING:
+    from devmig.host.devices import ScanWarning
 
 
 def value_text(value: object) -> str:
@@ -29,3 +35,12 @@ def table(rows: Iterable[tuple[str, ...]], indent: str = "  ") -> list[str]:
         (indent + "  ".join(cell.ljust(w) for cell, w in zip(row[:-1], widths, strict=True)) + "  " + row[-1]).rstrip()
         for row in rows
     ]
+
+
+def print_warnings(warnings: Iterable[ScanWarning]) -> None:
+    for warning in warnings:
+        click.echo(f"devmig: warning: {warning}", err=True)
+
+
+def warnings_json(warnings: Iterable[ScanWarning]) -> list[dict[str, str]]:
+    return [{"object": w.object, "path": w.path, "message": w.message} for w in warnings]

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import click
 
-from devmig.cli.hostopts import mdevctl_format_option, print_warnings, sysfs_of, sysfs_root_option, warnings_json
-from devmig.cli.options import emit_json, output_options, resolve
+from devmig.cli.options import emit_json, mdevctl_format_option, output_options, resolve, sysfs_of, sysfs_root_option
+from devmig.cli.render import print_warnings, warnings_json
 from devmig.host.inventory import Inventory
 from devmig.host.mdevctl import types_dumpjson
 

@@ -628,7 +628,7 @@ def command(argv: list[str]) -> int:
     opts = resolve(False, False)
 
     def backend() -> VdpaBackend:
-        from devmig.host.hosts import open_host
+        from devmig.machine import open_host
 
         try:
             return open_host(host).vdpa()

@@ -4,19 +4,16 @@ and check its driver's migration answers against the kernel's state table."""
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING
 
 import click
 
-from devmig.cli.hostopts import sysfs_root_option
-from devmig.cli.options import emit_json, output_options, resolve
+from devmig.cli.options import F, emit_json, output_options, resolve, sysfs_root_option
 from devmig.errors import ExitCode
 
 if TYPE_CHECKING:
     from devmig.migrate.probe import ArcResult, ProbeReport
 
-F = TypeVar("F", bound=Callable[..., Any])
 
 #: How each path is named in text output (None: a simulated device, which has no fd of its own).
 VIA_TEXT: dict[str | None, str] = {
@@ -50,7 +47,7 @@ def command() -> None:
 def info(device: str, via: str, sysfs_root: str, host: str | None, json_output: bool, pretty: bool) -> int:
     """Open DEVICE (an mdev UUID or a PCI address bound to a VFIO driver) and print its VFIO flags and its
     migration support (VFIO_MIGRATION_STOP_COPY, P2P, PRE_COPY). Needs root."""
-    from devmig.host.hosts import open_host
+    from devmig.machine import open_host
 
     opts = resolve(json_output, pretty)
     with open_host(host, sysfs_root).vfio(device, via) as dev:
@@ -84,7 +81,7 @@ def probe(device: str, via: str, sysfs_root: str, host: str | None, json_output:
 
     Exit 0 when the driver agrees with the table on every request, 1 when it disagrees anywhere (or has no
     migration, or is in use), 2 on bad input."""
-    from devmig.host.hosts import open_host
+    from devmig.machine import open_host
     from devmig.migrate.probe import ProbeError, run_probe
 
     opts = resolve(json_output, pretty)

@@ -11,9 +11,9 @@ from __future__ import annotations
 from devmig.errors import DevmigError
 from devmig.fleet.records import DeviceRecord, HostRecord, TypeRecord
 from devmig.host import vdpa
+from devmig.host.access import Host
 from devmig.host.describe import Describer
 from devmig.host.devices import MdevDevice, PciFunction, Subchannel
-from devmig.host.hosts import Host
 from devmig.host.inventory import Inventory
 from devmig.host.profile import Profile, load_profiles
 

@@ -12,10 +12,12 @@ does); a session treats both alike.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import Protocol
 
 from devmig.errors import DevmigError
+from devmig.host.access import Host
 from devmig.migrate.uapi import MigState
 
 
@@ -99,3 +101,12 @@ class MigrationDevice(Protocol):
     def dma_logging_report(self, iova: int, length: int, page_size: int) -> bytes: ...
 
     def dma_logging_stop(self) -> None: ...
+
+
+class VfioHost(Host, Protocol):
+    """A host whose devices can be opened for migration (devmig.machine builds the real and the simulated one)."""
+
+    def vfio(self, device: str, path: str = "auto") -> AbstractContextManager[MigrationDevice]:
+        """The device opened through VFIO, closed when the block ends; `path` picks the way to a real device fd
+        (devmig.migrate.vfio.PATHS), a simulated device has one."""
+        ...

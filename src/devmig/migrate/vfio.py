@@ -462,7 +462,7 @@ def open_device(root: Sysfs, name: str, path: str = "auto") -> VfioDevice:
     else:
         raise VfioError(f"device {name}: a subchannel is opened through its mdev")
     if not isinstance(root, SysfsRoot):
-        raise VfioError(f"device {name}: {root.root} is not a real host; open its devices through devmig.host.hosts")
+        raise VfioError(f"device {name}: {root.root} is not a real host; open its devices through devmig.machine")
     cdev = cdev_name(root, device.path)
     iommu = root.exists("dev/iommu")
     if path == "auto":

@@ -1,7 +1,7 @@
 """Preparing the destination: the Python API of `devmig plan`, `prepare`, `release` and `recover`, for callers
 such as Nova or KubeVirt.
 
-    from devmig.host.hosts import open_host
+    from devmig.machine import open_host
     from devmig.provision import make_plan, prepare, release
 
     host = open_host()                        # this machine; open_host("sim:beta") for a simulated one
@@ -12,7 +12,7 @@ such as Nova or KubeVirt.
 
 from __future__ import annotations
 
-from devmig.host.hosts import Host
+from devmig.host.access import Host
 from devmig.host.ops import NoCapacityError
 from devmig.host.profile import Profile, load_profiles
 from devmig.model.descriptor import DeviceDescriptor

@@ -19,9 +19,9 @@ from typing import Any, Literal
 
 from devmig.compat import Rank, candidate_rank, check
 from devmig.errors import DevmigError, IncompatibleError
+from devmig.host.access import Host
 from devmig.host.describe import Describer
 from devmig.host.devices import MdevType, PciFunction
-from devmig.host.hosts import Host
 from devmig.host.inventory import Inventory
 from devmig.host.ops import NoCapacityError
 from devmig.host.profile import Profile

@@ -22,9 +22,9 @@ from typing import Any
 
 from devmig.compat import check
 from devmig.errors import DevmigError, IncompatibleError, InputError
+from devmig.host.access import Host
 from devmig.host.describe import Describer, parse_param_text
 from devmig.host.devices import PciFunction
-from devmig.host.hosts import Host
 from devmig.host.inventory import Inventory
 from devmig.host.mdev import MDEV_DEVICES
 from devmig.host.mdevctl import MDEVCTL_CONFIG_DIR, definition

@@ -17,10 +17,9 @@ from dataclasses import dataclass, field
 from functools import partial
 from typing import Protocol
 
-from devmig.model.descriptor import TypeCapability
-from devmig.model.params import ParamValue, param_text
 from devmig.sim.fs import SimSysfs, kernel_error, static
-from devmig.sim.vfio import SimVfioDevice
+from devmig.sim.params import DriverCapability, DriverParam
+from devmig.sim.vfio import ParamValue, SimVfioDevice
 
 PCI_DEVICES = "sys/bus/pci/devices"
 
@@ -42,7 +41,7 @@ class SimType:
     device_api: str = "vfio-pci"
     description: str | None = None
     #: the driver's migration_info.json (None: the driver does not implement the interface)
-    capability: TypeCapability | None = None
+    capability: DriverCapability | None = None
 
 
 @dataclass
@@ -87,7 +86,7 @@ class PciDriver:
     #: a VFIO driver: the device it makes of a bound function (None for a plain host driver)
     make_device: Callable[[SimPciFunction], SimVfioDevice] | None = None
     #: declared migration interface for the functions it binds (issue: the proposal, beyond mdev)
-    capability: Callable[[SimPciFunction], TypeCapability | None] | None = None
+    capability: Callable[[SimPciFunction], DriverCapability | None] | None = None
 
 
 class SimKernel:
@@ -172,7 +171,7 @@ class SimKernel:
             self.pci_devices[fn.address] = driver.make_device(fn)
         capability = driver.capability(fn) if driver.capability is not None else None
         if capability is not None:
-            self.fs.add_file(f"{fn.path}/migration_info.json", static(capability.model_dump_json(exclude_none=True)))
+            self.fs.add_file(f"{fn.path}/migration_info.json", static(capability.document()))
             self._param_files(f"{fn.path}/migration", capability, fn.params, fn.address)
 
     def _unbind(self, driver: str, text: str) -> None:
@@ -227,8 +226,7 @@ class SimKernel:
             fs.add_file(f"{tdir}/available_instances", partial(self._available_text, name, type_id))
             fs.add_file(f"{tdir}/create", write=partial(self._create, name, type_id))
             if stype.capability is not None:
-                doc = stype.capability.model_dump_json(exclude_none=True, exclude={"available_instances"})
-                fs.add_file(f"{tdir}/migration_info.json", static(doc))
+                fs.add_file(f"{tdir}/migration_info.json", static(stype.capability.document()))
 
     def _available_text(self, parent: str, type_id: str) -> str:
         return f"{self.available(parent, type_id)}\n"
@@ -260,9 +258,8 @@ class SimKernel:
         mdev.params.update(params or {})
         self.mdevs[uuid] = mdev
         if stype.capability is not None:
-            (spec,) = stype.capability.models.values()
-            for name, pspec in spec.params.items():
-                mdev.params.setdefault(name, pspec.init_value)
+            for name, param in stype.capability.params.items():
+                mdev.params.setdefault(name, param.init)
         mdev.vfio = driver.make_device(mdev)
         fs, dev = self.fs, f"{path}/{uuid}"
         tdir = f"{path}/mdev_supported_types/{type_id}"
@@ -294,35 +291,33 @@ class SimKernel:
     def _param_files(
         self,
         directory: str,
-        capability: TypeCapability,
+        capability: DriverCapability,
         values: dict[str, ParamValue],
         key: str,
         check: Callable[[str, ParamValue], None] | None = None,
     ) -> None:
         """migration/<param>: one value per file, starting at init_value, validated on write, frozen while open;
         `check` is the vendor driver's own say (a resource it cannot give: ENOSPC)."""
-        (spec,) = capability.models.values()
-        for name, pspec in spec.params.items():
-            values.setdefault(name, pspec.init_value)
+        for name, param in capability.params.items():
+            values.setdefault(name, param.init)
 
-            def write(text: str, name: str = name) -> None:
-                from devmig.host.describe import parse_param_text
-                from devmig.host.sysfs import SysfsError
-
+            def write(text: str, name: str = name, param: DriverParam = param) -> None:
                 if self.is_open(key):
                     raise kernel_error(errno.EBUSY)  # parameters are frozen once the device is open (RFC v3)
                 try:
-                    value = parse_param_text(spec.params[name], text, name)
-                except SysfsError:
+                    value = param.parse(text)
+                except OverflowError:
+                    raise kernel_error(errno.ERANGE) from None
+                except ValueError:
                     raise kernel_error(errno.EINVAL) from None
-                if not spec.params[name].allows(value):
+                if not param.accepts(value):
                     raise kernel_error(errno.EINVAL)
                 if check is not None:
                     check(name, value)
                 values[name] = value
 
-            def read(name: str = name) -> str:
-                return f"{param_text(values[name])}\n"
+            def read(name: str = name, param: DriverParam = param) -> str:
+                return param.show(values[name])
 
             self.fs.add_file(f"{directory}/{name}", read, write)
 

@@ -13,11 +13,10 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, StrictStr
 
 from devmig.errors import InputError
 from devmig.model.load import validate_document
-from devmig.model.params import ParamValue
 from devmig.sim.drivers import gpu as gpu_driver
 from devmig.sim.drivers.nic import SimNic
 from devmig.sim.drivers.s390 import vfio_ap, vfio_ccw
@@ -32,7 +31,7 @@ class MdevSpec(BaseModel):
 
     uuid: str
     type: str
-    params: dict[str, ParamValue] = Field(default_factory=dict)
+    params: dict[str, StrictBool | StrictInt | StrictStr] = Field(default_factory=dict)
     running: bool = Field(default=True, description="open by a VM: its state changes, its parameters are frozen")
 
 

@@ -10,8 +10,13 @@ import errno
 import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from devmig.host.sysfs import MAX_ATTRIBUTE_BYTES, Sysfs, SysfsError
+
+if TYPE_CHECKING:
+    from devmig.host.access import Host
+    from devmig.vdpa.backend import VdpaBackend
 
 MUTATIONS = ("write", "write_file", "remove_file")
 
@@ -128,3 +133,32 @@ def host_state(root: Sysfs) -> dict[str, str]:
                 if not root.isdir(rel):  # scripts.d/ holds mdevctl's callouts, not definitions
                     state[rel] = root.read_optional(rel) or ""
     return state
+
+
+@dataclass
+class SysfsSwapped:
+    """`host` seen through another sysfs (a FaultySysfs over its own): every other answer is the host's."""
+
+    host: Host
+    sysfs: Sysfs
+
+    @property
+    def name(self) -> str:
+        return self.host.name
+
+    @property
+    def key(self) -> str:
+        return self.host.key
+
+    @property
+    def hostname(self) -> str:
+        return self.host.hostname
+
+    def in_use(self, device: str, group: int | None) -> bool | None:
+        return self.host.in_use(device, group)
+
+    def vdpa(self) -> VdpaBackend:
+        return self.host.vdpa()
+
+    def vdpa_if_any(self) -> VdpaBackend | None:
+        return self.host.vdpa_if_any()

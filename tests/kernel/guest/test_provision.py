@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 
 from devmig.errors import DevmigError
-from devmig.host.hosts import Host
 from devmig.host.sysfs import SysfsRoot
+from devmig.machine import KernelHost
 from devmig.model.descriptor import DeviceDescriptor
 from devmig.provision import NoCapacityError, Prepared, prepare, release
 from devmig.testing.faults import FaultySysfs, host_state
@@ -76,12 +76,12 @@ def test_every_fault_point_the_real_sysfs_allows(tmp_path: Path, cleanup: list[s
         before = host_state(root)
         faulty = FaultySysfs(root, fail_at=points + 1)
         try:
-            done = prepare(source, Host("local", faulty), uuid=NEW, persist=True)
+            done = prepare(source, KernelHost(faulty), uuid=NEW, persist=True)
         except DevmigError:
             done = None
         if not faulty.hit:
             assert done is not None
-            release(done.id, Host("local", root))
+            release(done.id, KernelHost(root))
             assert host_state(root) == before
             break
         points += 1
@@ -102,7 +102,7 @@ def test_racing_prepares_get_exactly_the_free_instances(tmp_path: Path, cleanup:
     def racer() -> None:
         gate.wait()
         try:
-            results.append(prepare(source, Host("local", SysfsRoot("/"))))
+            results.append(prepare(source, KernelHost(SysfsRoot("/"))))
         except DevmigError as exc:
             results.append(exc)
 

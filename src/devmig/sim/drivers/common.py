@@ -5,8 +5,7 @@ from __future__ import annotations
 import zlib
 from collections.abc import Callable
 
-from devmig.model.params import ParamValue
-from devmig.sim.vfio import DeviceState, SimVfioDevice, StreamHeader
+from devmig.sim.vfio import DeviceState, ParamValue, SimVfioDevice, StreamHeader
 
 
 def make_device(

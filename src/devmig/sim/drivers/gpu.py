@@ -11,12 +11,11 @@ from __future__ import annotations
 import errno
 from dataclasses import dataclass, field, replace
 
-from devmig.model.descriptor import ModelSpec, TypeCapability
-from devmig.model.params import ParamSpec, ParamValue
 from devmig.sim.drivers.common import make_device
 from devmig.sim.fs import kernel_error
 from devmig.sim.kernel import PciDriver, SimKernel, SimMdev, SimPciFunction, SimType
-from devmig.sim.vfio import SimVfioDevice
+from devmig.sim.params import DriverCapability, DriverParam
+from devmig.sim.vfio import ParamValue, SimVfioDevice
 
 MODEL = "devmig.sim/gpu"
 PCI_ID = "1af4:10f0"
@@ -42,40 +41,32 @@ RELEASES: dict[str, Release] = {
 }
 
 
-def capability(type_id: str, version: str) -> TypeCapability:
+def capability(type_id: str, version: str) -> DriverCapability:
     release = RELEASES[version]
     params = {
-        "memory": ParamSpec(
-            type="int",
-            init_value=TYPE_MEMORY[type_id],
-            allowed_values=[TYPE_MEMORY[type_id]],
+        "memory": DriverParam(
+            "int",
+            TYPE_MEMORY[type_id],
+            allowed=(TYPE_MEMORY[type_id],),
             description="framebuffer in MiB, fixed by the type",
         ),
-        "aggregator": ParamSpec(
-            type="int",
-            init_value=1,
-            allowed_values=[1, 2, 4, 8],
+        "aggregator": DriverParam(
+            "int",
+            1,
+            allowed=(1, 2, 4, 8),
             description="instances of the base type merged into this vGPU",
         ),
-        "pv_mode": ParamSpec(
-            type="str",
-            init_value="none",
-            off_value="none",
-            allowed_values=list(release.pv_modes),
+        "pv_mode": DriverParam(
+            "str",
+            "none",
+            off="none",
+            allowed=release.pv_modes,
             description="paravirtualised mode of the guest driver",
         ),
     }
     if release.compression:
-        params["compression"] = ParamSpec(
-            type="bool", init_value=True, off_value=False, description="framebuffer compression (since 1.3)"
-        )
-    return TypeCapability(
-        device_api="vfio-pci",
-        type=type_id,
-        software_version=version,
-        api={"pci_id": PCI_ID},
-        models={MODEL: ModelSpec(params=params)},
-    )
+        params["compression"] = DriverParam("bool", True, off=False, description="framebuffer compression (since 1.3)")
+    return DriverCapability("vfio-pci", type_id, version, {"pci_id": PCI_ID}, MODEL, params)
 
 
 @dataclass

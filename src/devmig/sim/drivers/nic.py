@@ -9,25 +9,24 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from devmig.model.descriptor import ModelSpec, TypeCapability
-from devmig.model.params import ParamSpec
 from devmig.sim.drivers.common import make_device
 from devmig.sim.kernel import PciDriver, SimKernel, SimPciFunction
+from devmig.sim.params import DriverCapability, DriverParam
 
 MODEL = "devmig.sim/nic"
 PF_ID, VF_ID = (0x1AF4, 0x10F1), (0x1AF4, 0x10F2)
 VARIANT = "simnic_vfio_pci"
 
 #: release -> parameter specs of a VF: 1.1 adds receive-side scaling
-RELEASES: dict[str, dict[str, ParamSpec]] = {
+RELEASES: dict[str, dict[str, DriverParam]] = {
     "1.0.0": {
-        "queues": ParamSpec(type="int", init_value=4, allowed_values=["1-16"], description="queue pairs"),
-        "tso": ParamSpec(type="bool", init_value=True, off_value=False, description="TCP segmentation offload"),
+        "queues": DriverParam("int", 4, allowed=((1, 16),), description="queue pairs"),
+        "tso": DriverParam("bool", True, off=False, description="TCP segmentation offload"),
     },
 }
 RELEASES["1.1.0"] = {
     **RELEASES["1.0.0"],
-    "rss": ParamSpec(type="bool", init_value=True, off_value=False, description="receive-side scaling (1.1)"),
+    "rss": DriverParam("bool", True, off=False, description="receive-side scaling (1.1)"),
 }
 
 
@@ -43,13 +42,10 @@ class SimNic:
         if self.release not in RELEASES:
             raise ValueError(f"simnic release {self.release}: expected one of {', '.join(RELEASES)}")
 
-    def capability(self, fn: SimPciFunction) -> TypeCapability:
-        return TypeCapability(
-            device_api="vfio-pci",
-            type=vf_type(fn),
-            software_version=self.release,
-            api={"pci_id": f"{fn.vendor:04x}:{fn.device:04x}"},
-            models={MODEL: ModelSpec(params=RELEASES[self.release])},
+    def capability(self, fn: SimPciFunction) -> DriverCapability:
+        pci_id = f"{fn.vendor:04x}:{fn.device:04x}"
+        return DriverCapability(
+            "vfio-pci", vf_type(fn), self.release, {"pci_id": pci_id}, MODEL, RELEASES[self.release]
         )
 
     def install(self, kernel: SimKernel, pf_address: str, vfs: int, bound: list[str]) -> list[str]:

@@ -1,10 +1,8 @@
-"""Which host a command works on: this machine (a sysfs root, / by default) or a simulated lab host.
+"""A simulated lab host: the simulated kernel's sysfs, its drivers' VFIO devices and its vdpa core.
 
-`--host sim:LAB/HOST` (or `DEVMIG_HOST`) names a host of a lab: LAB is a shipped lab's name (`default`) or a lab
-file's path, and `sim:HOST` is short for `sim:default/HOST`. Every command that reads or changes a host takes it, so
-discovery, provisioning and migration run on a lab host exactly as on the real one. A simulated host is built from
-its lab file and then replays the changes earlier commands made to it (devmig.sim.persist), kept in the state
-directory until `devmig lab --reset`.
+`sim:LAB/HOST` names a host of a lab: LAB is a shipped lab's name (`default`) or a lab file's path, and `sim:HOST`
+is short for `sim:default/HOST`. A simulated host is built from its lab file and then replays the changes earlier
+commands made to it (devmig.sim.persist), kept in the state directory until `devmig lab --reset`.
 """
 
 from __future__ import annotations
@@ -16,10 +14,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from devmig.errors import InputError
-from devmig.host.sysfs import Sysfs, SysfsRoot
 
 if TYPE_CHECKING:
     from devmig.migrate.device import MigrationDevice
+    from devmig.sim.fs import SimSysfs
     from devmig.sim.lab import Lab, SimHost
     from devmig.vdpa.backend import VdpaBackend
 
@@ -30,43 +28,29 @@ _attached: set[str] = set()
 
 
 @dataclass
-class Host:
+class LabHost:
+    #: "sim:LAB/HOST" (or "sim:HOST" for the default lab), as the user named it
     name: str
-    sysfs: Sysfs
-    #: the simulated host behind `sysfs`, or None for a real one
-    sim: SimHost | None = None
+    sim: SimHost
+
+    @property
+    def sysfs(self) -> SimSysfs:
+        return self.sim.kernel.fs
 
     @property
     def key(self) -> str:
-        """A name for this host's state (journals, records, locks): "local", "root-<dir>" or "sim-<lab>-<host>"."""
-        from devmig.state import safe_name
+        return sim_host_key(*parse_sim(self.name))
 
-        if self.sim is not None:
-            return sim_host_key(*parse_sim(self.name))
-        root = self.sysfs.root
-        return "local" if root == "/" else safe_name(f"root-{root}")
+    @property
+    def hostname(self) -> str:
+        return self.sim.name
 
     def in_use(self, device: str, group: int | None) -> bool | None:
-        """Is the VFIO device open (by a VM)? None when that cannot be told (a fixture tree, no permission)."""
-        if self.sim is not None:
-            return self.sim.kernel.is_open(device)
-        if self.sysfs.root != "/" or group is None:
-            return None
-        from devmig.migrate.vfio import group_in_use
-
-        return group_in_use(group)
+        return self.sim.kernel.is_open(device)
 
     @contextmanager
     def vfio(self, device: str, path: str = "auto") -> Iterator[MigrationDevice]:
-        """The device opened through VFIO (the real ioctls, or the simulated driver), closed afterwards.
-
-        `path` picks the way to a real device fd (devmig.migrate.vfio.PATHS); a simulated device has only one."""
-        if self.sim is None:
-            from devmig.migrate.vfio import open_device
-
-            with open_device(self.sysfs, device, path) as real:
-                yield real
-            return
+        """The simulated driver's device, opened and closed afterwards (a simulated device has one path)."""
         from devmig.migrate.device import VfioError
 
         try:
@@ -86,31 +70,14 @@ class Host:
             sim.close()
 
     def vdpa(self) -> VdpaBackend:
-        """This host's vdpa family: the netlink client on this machine, the simulated vdpa core on a lab host.
-        VdpaUnavailableError says what is missing when there is none."""
         from devmig.vdpa.backend import VdpaUnavailableError
 
-        if self.sim is not None:
-            if self.sim.vdpa is None:
-                raise VdpaUnavailableError(f"host {self.name} has no vdpa family (its lab does not give it vdpa)")
-            return self.sim.vdpa
-        if self.sysfs.root != "/":
-            raise VdpaUnavailableError(
-                f"--sysfs-root {self.sysfs.root}: the vdpa family is netlink, spoken only by the running kernel"
-            )
-        from devmig.vdpa.netlink import NetlinkVdpa
-
-        return NetlinkVdpa()
+        if self.sim.vdpa is None:
+            raise VdpaUnavailableError(f"host {self.name} has no vdpa family (its lab does not give it vdpa)")
+        return self.sim.vdpa
 
     def vdpa_if_any(self) -> VdpaBackend | None:
-        """The vdpa family when this host has one, else None: most hosts have none, and discovery lists vDPA
-        devices only where there are some."""
-        from devmig.vdpa.backend import VdpaUnavailableError
-
-        try:
-            return self.vdpa()
-        except VdpaUnavailableError:
-            return None
+        return self.sim.vdpa
 
 
 def lab(name_or_path: str) -> Lab:
@@ -151,12 +118,8 @@ def sim_state_file(lab_name: str, host: str, state_dir: str | None = None) -> Pa
     return resolve(state_dir) / "sim" / safe_name(lab_key(lab_name)) / f"{safe_name(host)}.jsonl"
 
 
-def open_host(spec: str | None = None, sysfs_root: str = "/", state_dir: str | None = None) -> Host:
-    """This machine (under `sysfs_root`) or a simulated host, with the changes earlier commands made to it."""
-    if spec is None or spec in ("", "local"):
-        return Host(name="local", sysfs=SysfsRoot(sysfs_root))
-    if not spec.startswith(SIM_PREFIX):
-        raise InputError(f"host {spec!r}: expected local, sim:HOST or sim:LAB/HOST")
+def open_lab_host(spec: str, state_dir: str | None = None) -> LabHost:
+    """A lab host with the changes earlier commands made to it (replayed once per process)."""
     lab_name, host_name = parse_sim(spec)
     sim = lab(lab_name).host(host_name)
     log = sim_state_file(lab_name, host_name, state_dir)
@@ -165,7 +128,12 @@ def open_host(spec: str | None = None, sysfs_root: str = "/", state_dir: str | N
 
         attach(sim.kernel.fs, log, spec)
         _attached.add(str(log))
-    return Host(name=spec, sysfs=sim.kernel.fs, sim=sim)
+    return LabHost(name=spec, sim=sim)
+
+
+def lab_host(lab: Lab, sim: SimHost) -> LabHost:
+    """A host of a lab this process started itself (the lab's story): nothing replayed, nothing persisted."""
+    return LabHost(name=f"{SIM_PREFIX}{lab.name}/{sim.name}", sim=sim)
 
 
 def forget_labs() -> None:

@@ -11,9 +11,9 @@ from dataclasses import dataclass, field
 
 from devmig.errors import InputError
 from devmig.host.describe import Describer
-from devmig.host.hosts import Host
 from devmig.host.inventory import Inventory
 from devmig.host.profile import load_profiles
+from devmig.machine.lab import lab_host
 from devmig.migrate.identity import describe_destination, judge_for, source_hello
 from devmig.migrate.session import Outcome
 from devmig.migrate.transport import migrate_local
@@ -70,10 +70,6 @@ class Tour:
         return min(ranked)[2] if ranked else None
 
 
-def _host(lab: Lab, sim: SimHost) -> Host:
-    return Host(name=f"sim:{lab.name}/{sim.name}", sysfs=sim.kernel.fs, sim=sim)
-
-
 def tour(lab: Lab, device: str | None = None) -> Tour:
     """Describe a running device of the lab's first host (or `device`), plan it on every other host, prepare it on
     the best one and release it."""
@@ -85,7 +81,7 @@ def tour(lab: Lab, device: str | None = None) -> Tour:
     inventory = Inventory.scan(first.kernel.fs)
     descriptor = Describer(inventory, profiles).descriptor(inventory.device(chosen))
     result = Tour(lab=lab, source_host=first.name, device=chosen, descriptor=descriptor)
-    hosts = {sim.name: _host(lab, sim) for sim in list(lab.hosts.values())[1:]}
+    hosts = {sim.name: lab_host(lab, sim) for sim in list(lab.hosts.values())[1:]}
     for name, host in hosts.items():
         plan = make_plan(descriptor, host, profiles)
         described = [c for c in plan.rejected if c.verdict is not None]
@@ -98,7 +94,7 @@ def tour(lab: Lab, device: str | None = None) -> Tour:
         with tempfile.TemporaryDirectory(prefix="devmig-lab-") as scratch:
             target = hosts[best.host]
             result.prepared = prepare(descriptor, target, source_id=chosen, profiles=profiles, state_dir=scratch)
-            if target.sim is not None and result.prepared.kind == "mdev":
+            if result.prepared.kind == "mdev":
                 _migrate(result, first, target.sim, result.prepared.device)
             release(result.prepared.id, target, state_dir=scratch)
             result.released = True

@@ -1,0 +1,266 @@
+"""The package graph of src/devmig is the tree docs/architecture.md draws, and the pure core stays pure.
+
+Every import is walked, those inside functions and under TYPE_CHECKING included: an import deferred for start-up
+time is still an edge. A failure names the importing module, its line and the rule it breaks.
+"""
+
+from __future__ import annotations
+
+import ast
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from devmig.testing.sysfs_tree import SysfsTree
+
+SRC = Path(__file__).resolve().parents[2] / "src"
+PACKAGE = SRC / "devmig"
+
+#: Each package (or top-level module) of devmig and the ones it may import. Read bottom-up, it is the tree:
+#: model <- compat <- (vdpa, host, migrate) <- (sim, provision, fleet) <- (machine, tour) <- cli.
+ALLOWED: dict[str, frozenset[str]] = {
+    "errors": frozenset(),
+    "signals": frozenset({"errors"}),
+    "state": frozenset({"errors"}),
+    "model": frozenset({"errors"}),
+    "compat": frozenset({"errors", "model"}),
+    "vdpa": frozenset({"errors"}),
+    "host": frozenset({"errors", "model", "vdpa"}),
+    "migrate": frozenset({"errors", "signals", "model", "compat", "host"}),
+    "sim": frozenset({"errors", "model", "host", "vdpa", "migrate"}),
+    "provision": frozenset({"errors", "signals", "state", "model", "compat", "host"}),
+    "fleet": frozenset({"errors", "model", "compat", "host", "vdpa"}),
+    "testing": frozenset({"errors", "host", "vdpa"}),
+    "machine": frozenset({"errors", "state", "model", "host", "vdpa", "migrate", "sim"}),
+    "tour": frozenset({"errors", "model", "compat", "host", "migrate", "provision", "sim", "machine"}),
+    "cli": frozenset(
+        {
+            "errors",
+            "signals",
+            "state",
+            "model",
+            "compat",
+            "vdpa",
+            "host",
+            "migrate",
+            "sim",
+            "provision",
+            "fleet",
+            "machine",
+            "tour",
+        }
+    ),
+    "__main__": frozenset({"cli"}),
+    "__init__": frozenset(),
+}
+
+#: Where a package may reach into another only through its seam: the simulator implements the kernel's interfaces
+#: and must not use the code it stands in for, nor the code under test (its drivers parse and validate as a driver
+#: would, so it stays an independent oracle).
+SEAMS_ONLY: dict[tuple[str, str], frozenset[str]] = {
+    ("sim", "host"): frozenset({"devmig.host.sysfs"}),
+    ("sim", "migrate"): frozenset({"devmig.migrate.device", "devmig.migrate.fsm", "devmig.migrate.uapi"}),
+    # lab files are devmig's own format, read with its strict loader; nothing else of the model
+    ("sim", "model"): frozenset({"devmig.model.load"}),
+    ("sim", "vdpa"): frozenset({"devmig.vdpa.backend", "devmig.vdpa.family", "devmig.vdpa.types"}),
+    ("host", "vdpa"): frozenset({"devmig.vdpa.backend", "devmig.vdpa.family", "devmig.vdpa.types"}),
+}
+
+#: What the pure core never imports: files, sockets, processes, the clock, threads, system calls.
+IO_MODULES = frozenset(
+    {
+        "os",
+        "io",
+        "pathlib",
+        "shutil",
+        "tempfile",
+        "glob",
+        "socket",
+        "ssl",
+        "select",
+        "selectors",
+        "subprocess",
+        "signal",
+        "fcntl",
+        "ctypes",
+        "mmap",
+        "time",
+        "datetime",
+        "threading",
+        "multiprocessing",
+        "asyncio",
+        "sqlite3",
+        "urllib",
+        "http",
+        "logging",
+        "random",
+        "secrets",
+        "importlib",
+    }
+)
+PURE = frozenset({"model", "compat"})
+
+
+@dataclass(frozen=True)
+class Edge:
+    source: str  # devmig.x.y
+    target: str  # the imported module, absolute
+    line: int
+
+    def where(self) -> str:
+        return f"{self.source}:{self.line} imports {self.target}"
+
+
+def module_name(path: Path) -> str:
+    parts = list(path.relative_to(SRC).with_suffix("").parts)
+    if parts[-1] == "__init__":
+        parts.pop()
+    return ".".join(parts)
+
+
+def edges_of(path: Path) -> Iterator[Edge]:
+    """Every import of one file, resolved to an absolute module name (a relative import included)."""
+    name = module_name(path)
+    package = name if path.name == "__init__.py" else name.rpartition(".")[0]
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if isinstance(node, ast.Import):
+            for alias in node.names:
+                yield Edge(name, alias.name, node.lineno)
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:
+                base = package.split(".")[: len(package.split(".")) - (node.level - 1)]
+                target = ".".join([*base, *([node.module] if node.module else [])])
+            else:
+                target = node.module or ""
+            yield Edge(name, target, node.lineno)
+            # `from devmig.x import y` may name a module y: it is an edge to devmig.x.y too
+            for alias in node.names:
+                if (PACKAGE / Path(*target.split(".")[1:]) / f"{alias.name}.py").is_file() or (
+                    PACKAGE / Path(*target.split(".")[1:]) / alias.name / "__init__.py"
+                ).is_file():
+                    yield Edge(name, f"{target}.{alias.name}", node.lineno)
+
+
+def all_edges() -> list[Edge]:
+    return [edge for path in sorted(PACKAGE.rglob("*.py")) for edge in edges_of(path)]
+
+
+def room(module: str) -> str:
+    """The package (or top-level module) a devmig module lives in: devmig.host.sysfs -> host."""
+    parts = module.split(".")
+    return parts[1] if len(parts) > 1 else "__init__"
+
+
+def violations(edges: list[Edge]) -> list[str]:
+    found = []
+    for edge in edges:
+        src = room(edge.source)
+        top = edge.target.split(".")[0]
+        if src in PURE and top in IO_MODULES:
+            found.append(f"{edge.where()}: {src}/ is the pure core and imports no I/O module")
+        if top != "devmig":
+            continue
+        dst = room(edge.target)
+        if dst == src or edge.target == "devmig":
+            continue
+        if src not in ALLOWED:
+            found.append(f"{edge.where()}: {src} is not in the architecture's table (tests/unit/test_layers.py)")
+            continue
+        if dst not in ALLOWED[src]:
+            found.append(f"{edge.where()}: {src} may not import {dst} (allowed: {', '.join(sorted(ALLOWED[src]))})")
+            continue
+        seam = SEAMS_ONLY.get((src, dst))
+        if seam is not None and edge.target != f"devmig.{dst}" and edge.target not in seam:
+            found.append(f"{edge.where()}: {src} reaches {dst} only through {', '.join(sorted(seam))}")
+    return found
+
+
+def test_every_package_imports_only_downward() -> None:
+    problems = violations(all_edges())
+    assert not problems, "\n".join(problems)
+
+
+def test_the_table_is_a_tree() -> None:
+    """No two rooms may import each other, directly or around a loop: the table itself has no cycle."""
+    seen: dict[str, int] = {}
+
+    def visit(node: str, path: tuple[str, ...]) -> None:
+        assert node not in path, f"cycle in the table: {' -> '.join((*path, node))}"
+        if seen.get(node) == 2:
+            return
+        for nxt in ALLOWED.get(node, ()):
+            visit(nxt, (*path, node))
+        seen[node] = 2
+
+    for node in ALLOWED:
+        visit(node, ())
+
+
+def test_every_package_is_in_the_table() -> None:
+    rooms = {room(module_name(p)) for p in PACKAGE.rglob("*.py")}
+    assert rooms <= set(ALLOWED), f"packages the table does not place: {sorted(rooms - set(ALLOWED))}"
+
+
+@pytest.mark.parametrize(
+    ("source", "target", "why"),
+    [
+        ("devmig.model.x", "os", "pure core"),
+        ("devmig.compat.x", "devmig.host.sysfs", "may not import"),
+        ("devmig.host.x", "devmig.sim.lab", "may not import"),
+        ("devmig.sim.kernel", "devmig.host.describe", "only through"),
+        ("devmig.sim.tour", "devmig.provision", "may not import"),
+        ("devmig.sim.x", "devmig.migrate.session", "only through"),
+        ("devmig.migrate.vfio", "devmig.machine", "may not import"),
+        ("devmig.newpkg.x", "devmig.model", "not in the architecture's table"),
+    ],
+)
+def test_a_forbidden_edge_is_named(source: str, target: str, why: str) -> None:
+    """The checker itself can fail: each kind of forbidden edge is reported with its rule."""
+    (problem,) = violations([Edge(source, target, 7)])
+    assert f"{source}:7 imports {target}" in problem and why in problem
+
+
+def test_allowed_edges_pass() -> None:
+    assert (
+        violations([Edge("devmig.cli.lab", "devmig.tour.story", 1), Edge("devmig.sim.vfio", "devmig.migrate", 1)]) == []
+    )
+
+
+#: The read-only listing commands start fast: they never load pydantic (nor the heavy libraries below it).
+READ_PATH = [["list"], ["list", "-j"], ["list", "--format", "mdevctl"], ["types"], ["types", "-j"], ["--help"]]
+HEAVY = ("pydantic", "sqlalchemy", "cryptography", "pyroute2", "yaml", "rich")
+
+PROBE = """
+import json, sys
+from devmig.cli import main
+code = main(sys.argv[1:])
+sys.stdout.flush()
+print("\\nMODULES=" + json.dumps(sorted(m for m in sys.modules if m.split(".")[0] in %r)), file=sys.stderr)
+sys.exit(code)
+"""
+
+
+@pytest.mark.parametrize("args", READ_PATH, ids=" ".join)
+def test_the_read_path_loads_no_heavy_library(args: list[str], tmp_path: Path) -> None:
+    tree = SysfsTree(tmp_path)
+    parent = tree.mdev_parent("0000:00:02.0", tree.pci_function("0000:00:02.0", 0x8086, 0x3E92))
+    tree.mdev_type(parent, "i915-GVTg_V5_4", available_instances=2)
+    tree.mdev(parent, "83b8f4f2-509f-382f-3c1e-e6bfe0fa1001", "i915-GVTg_V5_4")
+    run = subprocess.run(
+        [sys.executable, "-c", PROBE % (HEAVY,), *args, "--sysfs-root", str(tmp_path)]
+        if args != ["--help"]
+        else [sys.executable, "-c", PROBE % (HEAVY,), *args],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "DEVMIG_HOST": ""},
+        check=False,
+    )
+    assert run.returncode == 0, run.stderr
+    loaded = json.loads(run.stderr.rpartition("MODULES=")[2])
+    assert loaded == [], f"devmig {' '.join(args)} loaded {loaded}"
