@@ -1,6 +1,6 @@
 """`devmig vdpa` as whole processes on the default lab's alpha (vdpa_sim's two management devices): every command
 in text, -j and -p, the errors and exit codes iproute2 gives, and a simulated host that keeps its vDPA devices from
-one command to the next, as a real host does."""
+one command to the next, as a real host does; and how --host is taken out of iproute2's arguments."""
 
 from __future__ import annotations
 
@@ -9,6 +9,10 @@ import os
 import subprocess
 import sys
 
+import pytest
+
+from devmig.cli.vdpa import split_host
+from devmig.errors import InputError
 from tests.cli.conftest import Result, run_devmig
 from tests.paths import ROOT
 
@@ -194,3 +198,11 @@ def test_lab_reset_forgets_the_devices() -> None:
     assert vdpa("dev", "show").out == DEV_TEXT.format("a")
     assert run_devmig("lab", "--reset").code == 0
     assert vdpa("dev", "show") == Result(0, "", "")
+
+
+def test_split_host() -> None:
+    assert split_host(["dev", "--host", "sim:alpha", "show"]) == ("sim:alpha", ["dev", "show"])
+    assert split_host(["--host=sim:beta", "-j", "dev"]) == ("sim:beta", ["-j", "dev"])
+    assert split_host(["dev", "show", "--", "--host", "x"]) == (None, ["dev", "show", "--", "--host", "x"])
+    with pytest.raises(InputError, match="requires an argument"):
+        split_host(["dev", "--host"])

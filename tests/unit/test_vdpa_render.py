@@ -1,4 +1,4 @@
-"""devmig.vdpa.render prints what iproute2's `vdpa` prints for the same answers, byte for byte.
+"""devmig.vdpa.iproute2.render and .output print what iproute2's `vdpa` prints for the same answers, byte for byte.
 
 The expected texts are iproute2's output on vdpa_sim (reference/vdpa-netlink.md §3 and §5; /usr/sbin/vdpa, iproute2
 6.1.0, on Linux 6.12 in the kernel tier)."""
@@ -10,18 +10,10 @@ from typing import TypeVar
 
 import pytest
 
-from devmig.vdpa import render
-from devmig.vdpa.backend import (
-    F_NET_CTRL_VQ,
-    F_NET_MQ,
-    BlkConfig,
-    DevConfig,
-    MgmtDev,
-    NetConfig,
-    VdpaDev,
-    VirtioId,
-    VqStats,
-)
+from devmig.vdpa.iproute2 import render
+from devmig.vdpa.iproute2.output import Output, json_string
+from devmig.vdpa.records import BlkConfig, DevConfig, MgmtDev, NetConfig, VdpaDev, VqStats
+from devmig.vdpa.virtio import F_NET_CTRL_VQ, F_NET_MQ, VirtioId
 
 T = TypeVar("T")
 
@@ -33,8 +25,8 @@ BLK0 = VdpaDev("blk0", "vdpasim_blk", 0, VirtioId.BLOCK, 1, 256, 1)
 CONFIG = DevConfig("b", VirtioId.NET, 0x308830028, None, net=NetConfig(mac="00:11:22:33:44:55", mtu=9000, status=1))
 
 
-def section(name: str, items: list[T], one: Callable[[render.Output, T], None], json: bool, pretty: bool) -> str:
-    out = render.Output(json=json, pretty=pretty)
+def section(name: str, items: list[T], one: Callable[[Output, T], None], json: bool, pretty: bool) -> str:
+    out = Output(json=json, pretty=pretty)
     out.section_start(name)
     for item in items:
         one(out, item)
@@ -227,10 +219,10 @@ def test_json_strings_use_iproute2s_escapes() -> None:
     odd = VdpaDev(name, "vdpasim_net", 0, VirtioId.NET, 3, 256, 1)
     assert section("dev", [odd], render.dev, True, False).startswith('{"dev":{"q\'u\\"o\\\\te\\tx":{')
     assert section("dev", [odd], render.dev, False, False).startswith(f"{name}: type network")
-    assert render.json_string("\r\f\b\n\x01\x7fé") == '"\\r\\f\\b\\n\x01\x7fé"'
+    assert json_string("\r\f\b\n\x01\x7fé") == '"\\r\\f\\b\\n\x01\x7fé"'
 
 
 def test_output_without_a_section_prints_only_the_json_newline() -> None:
-    assert render.Output(json=True).finish() == "\n"
-    assert render.Output(json=True, pretty=True).finish() == "\n"
-    assert render.Output().finish() == ""
+    assert Output(json=True).finish() == "\n"
+    assert Output(json=True, pretty=True).finish() == "\n"
+    assert Output().finish() == ""

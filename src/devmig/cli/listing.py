@@ -12,7 +12,7 @@ from devmig.host.devices import MdevDevice, PciFunction, Subchannel
 from devmig.host.hosts import open_host
 from devmig.host.inventory import Device, Inventory
 from devmig.host.mdevctl import list_dumpjson
-from devmig.vdpa.backend import VdpaDev
+from devmig.vdpa.records import VdpaDev
 
 
 def _row(device: Device) -> tuple[str, ...]:
