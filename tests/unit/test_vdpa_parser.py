@@ -22,6 +22,7 @@ from devmig.vdpa.iproute2.outcome import Refused, Say
 from devmig.vdpa.iproute2.parser import Call, parse
 from devmig.vdpa.iproute2.run import Result, vdpa_main
 from devmig.vdpa.iproute2.values import get_unsigned, ll_addr, strtoul
+from tests.golden import assert_golden
 
 USAGE = (
     "Usage: vdpa [ OPTIONS ] OBJECT { COMMAND | help }\n"
@@ -29,16 +30,6 @@ USAGE = (
     "       OPTIONS := { -V[ersion] | -n[o-nice-names] | -j[son] | -p[retty] }\n"
 )
 DEVMIG_USAGE = "".join(f"{line}\n" for line in grammar.DEVMIG_USAGE)
-MGMTDEV_TEXT = (
-    "vdpasim_net: \n"
-    "  supported_classes net\n"
-    "  max_supported_vqs 3\n"
-    "  dev_features MTU MAC STATUS CTRL_VQ CTRL_MAC_ADDR ANY_LAYOUT VERSION_1 ACCESS_PLATFORM\n"
-    "vdpasim_blk: \n"
-    "  supported_classes block\n"
-    "  max_supported_vqs 0\n"
-    "  dev_features\n"
-)
 DEV_A = "a: type network mgmtdev vdpasim_net vendor_id 0 max_vqs 3 max_vq_size 256\n"
 DEV_A_JSON = '"a":{"type":"network","mgmtdev":"vdpasim_net","vendor_id":0,"max_vqs":3,"max_vq_size":256}'
 ENODEV_DEV = "Error: vdpa: device not found.\nkernel answers: No such device\n"
@@ -355,17 +346,19 @@ def test_numbers_iproute2_refuses_without_a_word_get_devmigs_line(operands: list
 
 
 def test_mgmtdev_show_every_form(sim: SimVdpa) -> None:
-    assert run(sim, "mgmtdev", "show") == Result(MGMTDEV_TEXT, "", 0)
-    assert run(sim, "-p", "m", "l") == Result(MGMTDEV_TEXT, "", 0)  # -p alone does not mean JSON
-    assert run(sim, "mgmtdev", "show", "vdpasim_blk").out == MGMTDEV_TEXT.split("vdpasim_blk")[0][:0] + (
+    shown = run(sim, "mgmtdev", "show")
+    assert (shown.err, shown.code) == ("", 0)
+    assert_golden("vdpa/mgmtdev-show.txt", shown.out)
+    assert run(sim, "-p", "m", "l") == shown  # -p alone does not mean JSON
+    assert run(sim, "mgmtdev", "show", "vdpasim_blk").out == (
         "vdpasim_blk: \n  supported_classes block\n  max_supported_vqs 0\n  dev_features\n"
     )
     assert run(sim, "-j", "mgmtdev", "show", "vdpasim_blk").out == (
         '{"mgmtdev":{"vdpasim_blk":{"supported_classes":["block"],"max_supported_vqs":0,"dev_features":[]}}}\n'
     )
-    assert run(sim, "mgmtdev", "show", "vdpasim_blk", json=True, pretty=True).out == (
-        '{\n    "mgmtdev": {\n        "vdpasim_blk": {\n            "supported_classes": [ "block" ],\n'
-        '            "max_supported_vqs": 0,\n            "dev_features": [ ]\n        }\n    }\n}\n'
+    assert_golden(
+        "vdpa/mgmtdev-show-vdpasim_blk.pretty.json",
+        run(sim, "mgmtdev", "show", "vdpasim_blk", json=True, pretty=True).out,
     )
 
 
