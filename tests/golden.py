@@ -1,4 +1,4 @@
-"""Golden files: outputs held byte for byte to a peer (iproute2's `vdpa` text and JSON), kept under
+"""Golden files: outputs held byte for byte to a peer (iproute2's `vdpa` text and JSON, mdevctl's JSON), kept under
 tests/golden/ instead of as long literals inside the tests.
 
 `assert_golden(name, actual)` compares `actual` with tests/golden/NAME byte for byte and shows a diff when they
