@@ -98,6 +98,7 @@ def ll_addr(text: str, size: int = 6) -> bytes:
 
 
 def number(what: str, base: int, limit: int) -> Callable[[str], int]:
+    """get_u16/u32/u64 for one keyword: iproute2 fails without a word, devmig adds one line saying why."""
     kind = "a hexadecimal" if base == 16 else "a decimal"
 
     def parse(text: str) -> int:
@@ -110,6 +111,7 @@ def number(what: str, base: int, limit: int) -> Callable[[str], int]:
 
 
 def string(text: str) -> str:
+    """A name, taken as it is."""
     return text
 
 
@@ -125,6 +127,7 @@ def handle(text: str) -> str:
 
 
 def mac(text: str) -> str:
+    """A MAC address as ll_addr_a2n reads it, in the "xx:xx:xx:xx:xx:xx" form the backend takes."""
     return format_mac(ll_addr(text))
 
 
