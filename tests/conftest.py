@@ -8,7 +8,32 @@ import pytest
 from devmig.host.sysfs import Sysfs, SysfsRoot
 from devmig.machine.lab import forget_labs
 from devmig.testing.sysfs_tree import SysfsTree
+from tests import golden
 from tests.labs import build_lab, build_sim_lab
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--regen-golden",
+        action="store_true",
+        default=False,
+        help=f"rewrite the golden files under tests/golden from what the tests produce (also {golden.ENV}=1; "
+        "refused under CI=true)",
+    )
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    try:
+        golden.configure(bool(config.getoption("--regen-golden")))
+    except golden.GoldenRefusedError as exc:
+        raise pytest.UsageError(str(exc)) from None
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    if golden.written:
+        terminalreporter.section("golden files regenerated (review: git diff tests/golden)")
+        for name in golden.written:
+            terminalreporter.write_line(f"tests/golden/{name}")
 
 
 @pytest.fixture(autouse=True)

@@ -24,8 +24,8 @@ import pytest
 from pyroute2.netlink.exceptions import NetlinkError
 
 from devmig.cli import main
-from devmig.cli.vdpa import vdpa_main
 from devmig.testing.sysfs_tree import SysfsTree
+from devmig.vdpa.iproute2.run import vdpa_main
 from devmig.vdpa.netlink import NetlinkVdpa
 from tests.labs import MTTY, MTTY_UUID, build_lab
 from tests.paths import ROOT

@@ -1,31 +1,23 @@
 """`devmig vdpa` as whole processes on the default lab's alpha (vdpa_sim's two management devices): every command
 in text, -j and -p, the errors and exit codes iproute2 gives, and a simulated host that keeps its vDPA devices from
-one command to the next, as a real host does."""
+one command to the next, as a real host does; and how --host is taken out of iproute2's arguments."""
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 import sys
 
+import pytest
+
+from devmig.cli.vdpa import split_host
+from devmig.errors import InputError
 from tests.cli.conftest import Result, run_devmig
+from tests.golden import assert_golden
 from tests.paths import ROOT
 
 ALPHA = ("--host", "sim:alpha")
 USAGE_FIRST = "Usage: vdpa [ OPTIONS ] OBJECT { COMMAND | help }\n"
-MGMTDEV_NET = (
-    "vdpasim_net: \n"
-    "  supported_classes net\n"
-    "  max_supported_vqs 3\n"
-    "  dev_features MTU MAC STATUS CTRL_VQ CTRL_MAC_ADDR ANY_LAYOUT VERSION_1 ACCESS_PLATFORM\n"
-)
-MGMTDEV_BLK = "vdpasim_blk: \n  supported_classes block\n  max_supported_vqs 0\n  dev_features\n"
-MGMTDEV_JSON = (
-    '{"mgmtdev":{"vdpasim_net":{"supported_classes":["net"],"max_supported_vqs":3,"dev_features":["MTU","MAC",'
-    '"STATUS","CTRL_VQ","CTRL_MAC_ADDR","ANY_LAYOUT","VERSION_1","ACCESS_PLATFORM"]},"vdpasim_blk":'
-    '{"supported_classes":["block"],"max_supported_vqs":0,"dev_features":[]}}}\n'
-)
 DEV_TEXT = "{}: type network mgmtdev vdpasim_net vendor_id 0 max_vqs 3 max_vq_size 256\n"
 ENODEV = "Error: vdpa: device not found.\nkernel answers: No such device\n"
 
@@ -35,20 +27,22 @@ def vdpa(*args: str) -> Result:
 
 
 def test_mgmtdev_show_text_json_pretty() -> None:
-    assert vdpa("mgmtdev", "show") == Result(0, MGMTDEV_NET + MGMTDEV_BLK, "")
-    assert vdpa("-j", "mgmtdev", "show") == Result(0, MGMTDEV_JSON, "")
-    assert json.loads(vdpa("-j", "mgmtdev", "list").out) == json.loads(MGMTDEV_JSON)
+    text = vdpa("mgmtdev", "show")
+    assert (text.code, text.err) == (0, "")
+    assert_golden("vdpa/mgmtdev-show.txt", text.out)
+    as_json = vdpa("-j", "mgmtdev", "show")
+    assert (as_json.code, as_json.err) == (0, "")
+    assert_golden("vdpa/mgmtdev-show.json", as_json.out)
+    assert_golden("vdpa/mgmtdev-show.json", vdpa("-j", "mgmtdev", "list").out)
     pretty = vdpa("-jp", "m", "s", "vdpasim_blk")
-    assert pretty == Result(
-        0,
-        '{\n    "mgmtdev": {\n        "vdpasim_blk": {\n            "supported_classes": [ "block" ],\n'
-        '            "max_supported_vqs": 0,\n            "dev_features": [ ]\n        }\n    }\n}\n',
-        "",
-    )
+    assert (pretty.code, pretty.err) == (0, "")
+    assert_golden("vdpa/mgmtdev-show-vdpasim_blk.pretty.json", pretty.out)
     # iproute2's -p without -j prints text; devmig's own -p (before `vdpa`) means pretty JSON, as everywhere in devmig
-    assert vdpa("-p", "mgmtdev", "show", "vdpasim_net") == Result(0, MGMTDEV_NET, "")
+    net = vdpa("-p", "mgmtdev", "show", "vdpasim_net")
+    assert (net.code, net.err) == (0, "")
+    assert_golden("vdpa/mgmtdev-show-vdpasim_net.txt", net.out)
     assert run_devmig("-p", "vdpa", "mgmtdev", "show", "vdpasim_blk", *ALPHA) == pretty
-    assert run_devmig("-j", "vdpa", "mgmtdev", "show", *ALPHA) == Result(0, MGMTDEV_JSON, "")
+    assert run_devmig("-j", "vdpa", "mgmtdev", "show", *ALPHA) == as_json
 
 
 def test_a_sequence_of_commands_sees_one_host() -> None:
@@ -194,3 +188,11 @@ def test_lab_reset_forgets_the_devices() -> None:
     assert vdpa("dev", "show").out == DEV_TEXT.format("a")
     assert run_devmig("lab", "--reset").code == 0
     assert vdpa("dev", "show") == Result(0, "", "")
+
+
+def test_split_host() -> None:
+    assert split_host(["dev", "--host", "sim:alpha", "show"]) == ("sim:alpha", ["dev", "show"])
+    assert split_host(["--host=sim:beta", "-j", "dev"]) == ("sim:beta", ["-j", "dev"])
+    assert split_host(["dev", "show", "--", "--host", "x"]) == (None, ["dev", "show", "--", "--host", "x"])
+    with pytest.raises(InputError, match="requires an argument"):
+        split_host(["dev", "--host"])

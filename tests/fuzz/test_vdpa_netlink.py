@@ -17,8 +17,9 @@ from pyroute2.netlink.marshal import Marshal
 
 from devmig.errors import DevmigError
 from devmig.host import vdpa as vdpa_formats
-from devmig.vdpa import render
-from devmig.vdpa.backend import ATTR_TYPES, Attr, Cmd
+from devmig.vdpa.family import ATTR_TYPES, Attr, Cmd
+from devmig.vdpa.iproute2 import render
+from devmig.vdpa.iproute2.output import Output
 from devmig.vdpa.netlink import NetlinkVdpa, VdpaMsg
 from tests.fuzz.harness import fuzz, outcome
 
@@ -154,9 +155,9 @@ class KernelBytes:
         pass
 
 
-def _render(show: Callable[[render.Output, Any], None], value: Any) -> None:
+def _render(show: Callable[[Output, Any], None], value: Any) -> None:
     for as_json in (False, True):
-        out = render.Output(json=as_json)
+        out = Output(json=as_json)
         show(out, value)
         out.finish()
 
@@ -192,7 +193,7 @@ def test_replies(cmd: Cmd, data: st.DataObject) -> None:
 
 def answers_for_descriptor(config: Any) -> list[Any]:
     """Devices to describe with a config: one like vdpa_sim's, and one whose fields come from the config."""
-    from devmig.vdpa.backend import VdpaDev
+    from devmig.vdpa.records import VdpaDev
 
     return [
         VdpaDev("vdpa0", "vdpasim_net", 0, 1, 3, 256, 1),

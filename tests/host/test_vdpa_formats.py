@@ -14,7 +14,7 @@ from devmig.host import vdpa
 from devmig.machine import open_host
 from devmig.model import DeviceDescriptor, TypeCapability
 from devmig.sim.vdpa import SimVdpa, pci_net, vdpasim_blk, vdpasim_net
-from devmig.vdpa.backend import F_NET_MQ, F_NET_MTU
+from devmig.vdpa.virtio import F_NET_MQ, F_NET_MTU
 
 MAC = "52:54:00:12:34:56"
 

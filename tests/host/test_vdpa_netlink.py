@@ -15,22 +15,11 @@ from pyroute2.netlink import NLM_F_ACK, NLM_F_ACK_TLVS, NLM_F_CAPPED, NLM_F_DUMP
 from pyroute2.netlink.exceptions import NetlinkError
 
 from devmig.errors import DevmigError, InputError
-from devmig.vdpa.backend import (
-    ATTR_TYPES,
-    Attr,
-    BlkConfig,
-    Cmd,
-    DevConfig,
-    MgmtDev,
-    NetConfig,
-    VdpaBackend,
-    VdpaDev,
-    VdpaError,
-    VdpaUnavailableError,
-    VqStats,
-)
+from devmig.vdpa.backend import VdpaBackend, VdpaError, VdpaUnavailableError
 from devmig.vdpa.diagnose import missing_family, permission_hint
+from devmig.vdpa.family import ATTR_TYPES, Attr, Cmd
 from devmig.vdpa.netlink import NLA_TYPES, NetlinkVdpa, VdpaMsg, ack_extack, decode, encode
+from devmig.vdpa.records import BlkConfig, DevConfig, MgmtDev, NetConfig, VdpaDev, VqStats
 
 PRID = 0x1B
 PAD = (Attr.PAD, None)  # the kernel's alignment padding before a u64 (nla_put_u64_64bit): a bare 4-byte attribute

@@ -1,5 +1,5 @@
 """The simulated vdpa family (devmig.sim.vdpa) against the kernel's and iproute2's behaviour in
-reference/vdpa-netlink.md, and the backend seam's data helpers (devmig.vdpa.backend)."""
+reference/vdpa-netlink.md, and the seam's vocabulary and data helpers (devmig.vdpa.family, virtio, records)."""
 
 from __future__ import annotations
 
@@ -19,19 +19,11 @@ from devmig.sim.vdpa import (
     vdpasim_blk,
     vdpasim_net,
 )
-from devmig.vdpa import backend as vb
-from devmig.vdpa.backend import (
-    Attr,
-    BlkConfig,
-    DevConfig,
-    MgmtDev,
-    NetConfig,
-    VdpaBackend,
-    VdpaDev,
-    VdpaError,
-    VirtioId,
-    VqStats,
-)
+from devmig.vdpa import family, records, virtio
+from devmig.vdpa.backend import VdpaBackend, VdpaError, render_extack
+from devmig.vdpa.family import Attr
+from devmig.vdpa.records import BlkConfig, DevConfig, MgmtDev, NetConfig, VdpaDev, VqStats
+from devmig.vdpa.virtio import VirtioId
 
 PCI = "0000:03:00.2"
 
@@ -59,13 +51,13 @@ def test_sim_is_a_vdpa_backend() -> None:
 
 
 def test_attribute_and_command_numbers_follow_the_uapi() -> None:
-    assert (vb.GENL_NAME, vb.GENL_VERSION) == ("vdpa", 1)
-    assert (vb.Cmd.MGMTDEV_NEW, vb.Cmd.DEV_VSTATS_GET, vb.Cmd.DEV_ATTR_SET) == (1, 7, 8)
+    assert (family.GENL_NAME, family.GENL_VERSION) == ("vdpa", 1)
+    assert (family.Cmd.MGMTDEV_NEW, family.Cmd.DEV_VSTATS_GET, family.Cmd.DEV_ATTR_SET) == (1, 7, 8)
     assert (Attr.DEV_NET_CFG_MACADDR, Attr.DEV_FEATURES, Attr.DEV_BLK_CFG_CAPACITY) == (10, 20, 21)
     assert (Attr.DEV_BLK_FLUSH, max(Attr)) == (36, 36)
-    assert set(vb.ATTR_TYPES) == set(Attr)
-    assert vb.ATTR_TYPES[Attr.DEV_NET_STATUS] == "u16"
-    assert vb.NET_ATTRS_MASK == 0x3400
+    assert set(family.ATTR_TYPES) == set(Attr)
+    assert family.ATTR_TYPES[Attr.DEV_NET_STATUS] == "u16"
+    assert family.NET_ATTRS_MASK == 0x3400
 
 
 # --- feature names as iproute2 prints them -------------------------------------------------------------------------
@@ -73,7 +65,7 @@ def test_attribute_and_command_numbers_follow_the_uapi() -> None:
 
 def test_vdpasim_net_features_print_as_in_the_reference() -> None:
     assert VDPASIM_NET_FEATURES == 0x308830028
-    assert vb.feature_names(VDPASIM_NET_FEATURES) == [
+    assert virtio.feature_names(VDPASIM_NET_FEATURES) == [
         "MTU",
         "MAC",
         "STATUS",
@@ -87,13 +79,13 @@ def test_vdpasim_net_features_print_as_in_the_reference() -> None:
 
 def test_unnamed_bits_are_bit_n_in_text_and_n_in_json() -> None:
     features = (1 << 5) | (1 << 4) | (1 << 40)
-    assert vb.feature_names(features) == ["bit_4", "MAC", "bit_40"]
-    assert vb.feature_names_json(features) == [4, "MAC", 40]
+    assert virtio.feature_names(features) == ["bit_4", "MAC", "bit_40"]
+    assert virtio.feature_names_json(features) == [4, "MAC", 40]
 
 
 def test_other_device_types_get_only_transport_names() -> None:
     assert VDPASIM_BLK_FEATURES == 0x308007646
-    assert vb.feature_names(VDPASIM_BLK_FEATURES, VirtioId.BLOCK) == [
+    assert virtio.feature_names(VDPASIM_BLK_FEATURES, VirtioId.BLOCK) == [
         "bit_1",
         "bit_2",
         "bit_6",
@@ -106,7 +98,7 @@ def test_other_device_types_get_only_transport_names() -> None:
         "VERSION_1",
         "ACCESS_PLATFORM",
     ]
-    assert vb.feature_names(1 << 28 | 1 << 29 | 1 << 34 | 1 << 38, 0) == [
+    assert virtio.feature_names(1 << 28 | 1 << 29 | 1 << 34 | 1 << 38, 0) == [
         "RING_INDIRECT_DESC",
         "RING_EVENT_IDX",
         "RING_PACKED",
@@ -115,20 +107,20 @@ def test_other_device_types_get_only_transport_names() -> None:
 
 
 def test_feature_names_parse_back() -> None:
-    assert vb.feature_bits(vb.feature_names(VDPASIM_NET_FEATURES)) == VDPASIM_NET_FEATURES
-    assert vb.feature_bits(["MQ", "RSS", "bit_40"]) == (1 << 22) | (1 << 60) | (1 << 40)
-    assert vb.feature_bits(["VERSION_1"], VirtioId.BLOCK) == 1 << 32
+    assert virtio.feature_bits(virtio.feature_names(VDPASIM_NET_FEATURES)) == VDPASIM_NET_FEATURES
+    assert virtio.feature_bits(["MQ", "RSS", "bit_40"]) == (1 << 22) | (1 << 60) | (1 << 40)
+    assert virtio.feature_bits(["VERSION_1"], VirtioId.BLOCK) == 1 << 32
     with pytest.raises(InputError, match="MAC"):
-        vb.feature_bits(["MAC"], VirtioId.BLOCK)
+        virtio.feature_bits(["MAC"], VirtioId.BLOCK)
     with pytest.raises(InputError, match="bit_64"):
-        vb.feature_bits(["bit_64"])
+        virtio.feature_bits(["bit_64"])
 
 
 def test_class_and_type_names() -> None:
-    assert (vb.class_name(1), vb.class_name(2), vb.class_name(3)) == ("net", "block", "< unknown class >")
-    assert vb.class_id("block") == VirtioId.BLOCK
+    assert (virtio.class_name(1), virtio.class_name(2), virtio.class_name(3)) == ("net", "block", "< unknown class >")
+    assert virtio.class_id("block") == VirtioId.BLOCK
     with pytest.raises(InputError, match="console"):
-        vb.class_id("console")
+        virtio.class_id("console")
     dev = VdpaDev("x", "m", vendor_id=0, device_id=5, max_vqs=1, max_vq_size=1, min_vq_size=1)
     assert dev.type == "<unknown type>"
 
@@ -171,8 +163,8 @@ def test_pci_mgmtdev_needs_its_bus_name() -> None:
     [("vdpasim_net", (None, "vdpasim_net")), (f"pci/{PCI}", ("pci", PCI)), ("auxiliary/mlx5_core.sf.1", None)],
 )
 def test_mgmtdev_handles(handle: str, parsed: tuple[str | None, str] | None) -> None:
-    bus, name = vb.parse_mgmtdev_handle(handle)
-    assert vb.mgmtdev_handle(bus, name) == handle
+    bus, name = records.parse_mgmtdev_handle(handle)
+    assert records.mgmtdev_handle(bus, name) == handle
     if parsed is not None:
         assert (bus, name) == parsed
 
@@ -180,7 +172,7 @@ def test_mgmtdev_handles(handle: str, parsed: tuple[str | None, str] | None) -> 
 @pytest.mark.parametrize("handle", ["", "a/b/c", "/x", "pci/"])
 def test_malformed_mgmtdev_handles_are_bad_input(sim: SimVdpa, handle: str) -> None:
     with pytest.raises(InputError):
-        vb.parse_mgmtdev_handle(handle)
+        records.parse_mgmtdev_handle(handle)
     with pytest.raises(InputError):
         sim.add("v", handle)
 
@@ -235,7 +227,7 @@ def test_add_with_mac_and_mtu(sim: SimVdpa) -> None:
 
 
 def test_provisioned_features_limit_the_device(sim: SimVdpa) -> None:
-    features = (1 << vb.F_NET_MAC) | (1 << vb.F_VERSION_1)
+    features = (1 << virtio.F_NET_MAC) | (1 << virtio.F_VERSION_1)
     sim.add("bar", "vdpasim_net", device_features=features, mac="02:00:00:00:00:01")
     cfg = sim.config("bar")
     assert cfg.device_features == features
@@ -245,7 +237,7 @@ def test_provisioned_features_limit_the_device(sim: SimVdpa) -> None:
 
 
 def test_features_the_driver_does_not_have_are_refused_without_extack(sim: SimVdpa) -> None:
-    err = refused(lambda: sim.add("bar", "vdpasim_net", device_features=1 << vb.F_NET_MQ), errno.EINVAL)
+    err = refused(lambda: sim.add("bar", "vdpasim_net", device_features=1 << virtio.F_NET_MQ), errno.EINVAL)
     assert err.iproute2_lines() == ["kernel answers: Invalid argument"]
     assert sim.devices() == []
 
@@ -263,7 +255,7 @@ def test_attributes_need_their_features(sim: SimVdpa, kwargs: dict[str, Any], mi
     # checked before the mgmtdev is even looked up
     for mgmtdev in ("vdpasim_net", "nosuch"):
         refused(
-            lambda: sim.add("bar", mgmtdev, device_features=1 << vb.F_VERSION_1, **kwargs),  # noqa: B023
+            lambda: sim.add("bar", mgmtdev, device_features=1 << virtio.F_VERSION_1, **kwargs),  # noqa: B023
             errno.EINVAL,
             f"vdpa: Missing features 0x{missing:x} for provided attributes",
         )
@@ -271,7 +263,7 @@ def test_attributes_need_their_features(sim: SimVdpa, kwargs: dict[str, Any], mi
 
 def test_max_vqp_one_needs_no_mq() -> None:
     sim = SimVdpa([pci_net(PCI)])
-    sim.add("v", f"pci/{PCI}", device_features=1 << vb.F_VERSION_1, max_vqp=1)
+    sim.add("v", f"pci/{PCI}", device_features=1 << virtio.F_VERSION_1, max_vqp=1)
     assert sim.config("v").net == NetConfig()
 
 
@@ -304,7 +296,7 @@ def test_duplicate_name_is_eexist_without_extack(sim: SimVdpa) -> None:
     # names are unique on the whole vdpa bus
     refused(lambda: sim.add("bar", "vdpasim_blk"), errno.EEXIST)
     # the driver's own checks come first: registration is the last step
-    refused(lambda: sim.add("bar", "vdpasim_net", device_features=1 << vb.F_NET_MQ), errno.EINVAL)
+    refused(lambda: sim.add("bar", "vdpasim_net", device_features=1 << virtio.F_NET_MQ), errno.EINVAL)
     assert len(sim.devices()) == 1
 
 
@@ -314,7 +306,7 @@ def test_duplicate_name_is_eexist_without_extack(sim: SimVdpa) -> None:
         ({"mac": "02:00:00:00:00:01"}, 0x400),
         ({"mtu": 1500}, 0x2000),
         ({"max_vqp": 1}, 0x1000),
-        ({"device_features": 1 << vb.F_VERSION_1}, 0x100000),
+        ({"device_features": 1 << virtio.F_VERSION_1}, 0x100000),
         ({"mac": "02:00:00:00:00:01", "mtu": 1500}, 0x2400),
     ],
 )
@@ -327,7 +319,9 @@ def test_vdpasim_blk_takes_no_attribute(sim: SimVdpa, kwargs: dict[str, Any], ma
 
 
 def test_net_attributes_on_a_block_mgmtdev_that_accepts_them() -> None:
-    blk = SimMgmtDevSpec("blkdev", classes=(VirtioId.BLOCK,), config_attr_mask=vb.attr_mask(Attr.DEV_NET_CFG_MACADDR))
+    blk = SimMgmtDevSpec(
+        "blkdev", classes=(VirtioId.BLOCK,), config_attr_mask=family.attr_mask(Attr.DEV_NET_CFG_MACADDR)
+    )
     sim = SimVdpa([blk])
     refused(
         lambda: sim.add("b", "blkdev", mac="02:00:00:00:00:01"),
@@ -341,7 +335,7 @@ def test_device_features_are_ambiguous_on_a_multi_class_mgmtdev() -> None:
         "vduse",
         classes=(VirtioId.NET, VirtioId.BLOCK),
         supported_features=VDPASIM_NET_FEATURES,
-        config_attr_mask=vb.attr_mask(Attr.DEV_NET_CFG_MTU, Attr.DEV_FEATURES),
+        config_attr_mask=family.attr_mask(Attr.DEV_NET_CFG_MTU, Attr.DEV_FEATURES),
     )
     sim = SimVdpa([vduse])
     assert sim.mgmtdev("vduse").supported_classes == ["net", "block"]
@@ -351,7 +345,7 @@ def test_device_features_are_ambiguous_on_a_multi_class_mgmtdev() -> None:
         "vdpa: Management device supports multi-class while device features specified are ambiguous",
     )
     # transport-only features, or a net attribute alongside, are not ambiguous
-    sim.add("v1", "vduse", device_features=1 << vb.F_VERSION_1)
+    sim.add("v1", "vduse", device_features=1 << virtio.F_VERSION_1)
     sim.add("v2", "vduse", device_features=VDPASIM_NET_FEATURES, mtu=1500)
     assert [d.device_id for d in sim.devices()] == [VirtioId.NET, VirtioId.NET]
 
@@ -466,7 +460,7 @@ def test_vdpasim_blk_device(sim: SimVdpa) -> None:
 
 
 def test_block_config_follows_the_offered_features() -> None:
-    features = (1 << vb.F_VERSION_1) | (1 << vb.F_BLK_RO) | (1 << vb.F_BLK_BLK_SIZE)
+    features = (1 << virtio.F_VERSION_1) | (1 << virtio.F_BLK_RO) | (1 << virtio.F_BLK_BLK_SIZE)
     sim = SimVdpa([SimMgmtDevSpec("blkdev", classes=(VirtioId.BLOCK,), device_features=features, device_vqs=1)])
     sim.add("b", "blkdev")
     assert sim.config("b").blk == BlkConfig(capacity=0x40000, read_only=True, flush=False, blk_size=512)
@@ -516,7 +510,7 @@ def test_set_on_a_block_device_succeeds_with_a_warning(sim: SimVdpa) -> None:
     sim.add("blk0", "vdpasim_blk")
     warning = sim.set("blk0", mac="02:00:00:00:00:01")
     assert warning == "vdpa: blk0 device not supported"
-    assert vb.render_extack(warning, error=False) == "Warning: vdpa: blk0 device not supported."
+    assert render_extack(warning, error=False) == "Warning: vdpa: blk0 device not supported."
 
 
 # --- vstats --------------------------------------------------------------------------------------------------------
@@ -557,9 +551,9 @@ def test_vdpasim_net_vstats(sim: SimVdpa) -> None:
 
 def test_vstats_queue_types_without_a_control_queue(sim: SimVdpa) -> None:
     sim.add("vdpa-a", "vdpasim_net")
-    negotiated = sim.negotiate("vdpa-a", (1 << vb.F_VERSION_1) | (1 << vb.F_NET_MAC) | (1 << vb.F_NET_MQ))
+    negotiated = sim.negotiate("vdpa-a", (1 << virtio.F_VERSION_1) | (1 << virtio.F_NET_MAC) | (1 << virtio.F_NET_MQ))
     # the device keeps only what it offers: vdpa_sim has no MQ
-    assert negotiated == (1 << vb.F_VERSION_1) | (1 << vb.F_NET_MAC)
+    assert negotiated == (1 << virtio.F_VERSION_1) | (1 << virtio.F_NET_MAC)
     assert sim.config("vdpa-a").negotiated_features == negotiated
     assert [sim.vstats("vdpa-a", q).queue_type for q in range(3)] == ["rx", "tx", "rx"]
 
@@ -597,7 +591,9 @@ def test_vstats_of_a_driver_without_statistics() -> None:
 
 def test_pci_net_mgmtdev_with_queue_pairs() -> None:
     sim = SimVdpa([pci_net(PCI, max_vqp=4)])
-    features = (1 << vb.F_VERSION_1) | (1 << vb.F_NET_MQ) | (1 << vb.F_NET_CTRL_VQ) | (1 << vb.F_NET_MAC)
+    features = (
+        (1 << virtio.F_VERSION_1) | (1 << virtio.F_NET_MQ) | (1 << virtio.F_NET_CTRL_VQ) | (1 << virtio.F_NET_MAC)
+    )
     dev = sim.add("vdpa0", f"pci/{PCI}", device_features=features, max_vqp=4, mac="02:00:00:00:00:01")
     assert (dev.mgmtdev, dev.vendor_id, dev.max_vqs) == (f"pci/{PCI}", 0x15B3, 9)
     assert sim.config("vdpa0").net == NetConfig(mac="02:00:00:00:00:01", max_vqp=4)
@@ -611,7 +607,7 @@ def test_pci_net_mgmtdev_with_queue_pairs() -> None:
 
 def test_pci_net_limits() -> None:
     sim = SimVdpa([pci_net(PCI, max_vqp=4)])
-    mq = (1 << vb.F_VERSION_1) | (1 << vb.F_NET_MQ) | (1 << vb.F_NET_CTRL_VQ)
+    mq = (1 << virtio.F_VERSION_1) | (1 << virtio.F_NET_MQ) | (1 << virtio.F_NET_CTRL_VQ)
     refused(lambda: sim.add("vdpa0", f"pci/{PCI}", device_features=mq, max_vqp=5), errno.EINVAL)
     sim.add("vdpa0", f"pci/{PCI}")
     assert sim.device("vdpa0").max_vqs == 3  # one queue pair and the control queue
@@ -633,17 +629,17 @@ def test_vdpa_error_is_a_refusal() -> None:
 
 
 def test_render_extack() -> None:
-    assert vb.render_extack("vdpa: x") == "Error: vdpa: x."
-    assert vb.render_extack("done.") == "Error: done."
-    assert vb.render_extack("vdpa: y", error=False) == "Warning: vdpa: y."
+    assert render_extack("vdpa: x") == "Error: vdpa: x."
+    assert render_extack("done.") == "Error: done."
+    assert render_extack("vdpa: y", error=False) == "Warning: vdpa: y."
 
 
 def test_macs() -> None:
-    assert vb.parse_mac("0:1:a:BB:cc:Dd") == bytes([0, 1, 10, 0xBB, 0xCC, 0xDD])
-    assert vb.format_mac(bytes([0, 1, 10, 0xBB, 0xCC, 0xDD])) == "00:01:0a:bb:cc:dd"
-    assert vb.is_valid_ether_addr(bytes.fromhex("020000000001"))
-    assert not vb.is_valid_ether_addr(bytes.fromhex("030000000001"))
-    assert not vb.is_valid_ether_addr(bytes(6))
+    assert family.parse_mac("0:1:a:BB:cc:Dd") == bytes([0, 1, 10, 0xBB, 0xCC, 0xDD])
+    assert family.format_mac(bytes([0, 1, 10, 0xBB, 0xCC, 0xDD])) == "00:01:0a:bb:cc:dd"
+    assert family.is_valid_ether_addr(bytes.fromhex("020000000001"))
+    assert not family.is_valid_ether_addr(bytes.fromhex("030000000001"))
+    assert not family.is_valid_ether_addr(bytes(6))
 
 
 def test_the_simulator_is_deterministic() -> None:

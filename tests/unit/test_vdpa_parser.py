@@ -11,27 +11,25 @@ import errno
 import pytest
 
 from devmig import __version__
-from devmig.cli import vdpa as cli
 from devmig.errors import InputError
 from devmig.sim.vdpa import SimVdpa
-from devmig.vdpa.backend import U64_MAX, VdpaBackend, VdpaError, VdpaUnavailableError, format_mac
+from devmig.vdpa.backend import VdpaBackend, VdpaError, VdpaUnavailableError
+from devmig.vdpa.family import U64_MAX, format_mac
+from devmig.vdpa.iproute2 import grammar
+from devmig.vdpa.iproute2.commands import Args
+from devmig.vdpa.iproute2.options import getopt
+from devmig.vdpa.iproute2.outcome import Refused, Say
+from devmig.vdpa.iproute2.parser import Call, parse
+from devmig.vdpa.iproute2.run import Result, vdpa_main
+from devmig.vdpa.iproute2.values import get_unsigned, ll_addr, strtoul
+from tests.golden import assert_golden
 
 USAGE = (
     "Usage: vdpa [ OPTIONS ] OBJECT { COMMAND | help }\n"
     "where  OBJECT := { mgmtdev | dev }\n"
     "       OPTIONS := { -V[ersion] | -n[o-nice-names] | -j[son] | -p[retty] }\n"
 )
-DEVMIG_USAGE = "".join(f"{line}\n" for line in cli.DEVMIG_USAGE)
-MGMTDEV_TEXT = (
-    "vdpasim_net: \n"
-    "  supported_classes net\n"
-    "  max_supported_vqs 3\n"
-    "  dev_features MTU MAC STATUS CTRL_VQ CTRL_MAC_ADDR ANY_LAYOUT VERSION_1 ACCESS_PLATFORM\n"
-    "vdpasim_blk: \n"
-    "  supported_classes block\n"
-    "  max_supported_vqs 0\n"
-    "  dev_features\n"
-)
+DEVMIG_USAGE = "".join(f"{line}\n" for line in grammar.DEVMIG_USAGE)
 DEV_A = "a: type network mgmtdev vdpasim_net vendor_id 0 max_vqs 3 max_vq_size 256\n"
 DEV_A_JSON = '"a":{"type":"network","mgmtdev":"vdpasim_net","vendor_id":0,"max_vqs":3,"max_vq_size":256}'
 ENODEV_DEV = "Error: vdpa: device not found.\nkernel answers: No such device\n"
@@ -42,8 +40,8 @@ def sim() -> SimVdpa:
     return SimVdpa()
 
 
-def run(sim: VdpaBackend, *argv: str, json: bool = False, pretty: bool = False) -> cli.Result:
-    return cli.vdpa_main(list(argv), lambda: sim, json=json, pretty=pretty)
+def run(sim: VdpaBackend, *argv: str, json: bool = False, pretty: bool = False) -> Result:
+    return vdpa_main(list(argv), lambda: sim, json=json, pretty=pretty)
 
 
 def no_kernel() -> VdpaBackend:
@@ -55,20 +53,20 @@ def no_kernel() -> VdpaBackend:
 
 @pytest.mark.parametrize("argv", [["-V"], ["--Version"], ["--V"], ["--Vers"], ["-Vj"], ["-jV"], ["dev", "show", "-V"]])
 def test_version(argv: list[str]) -> None:
-    result = cli.vdpa_main(argv, no_kernel)
+    result = vdpa_main(argv, no_kernel)
     assert (result.out, result.err, result.code) == (f"vdpa utility, devmig-{__version__}\n", "", 0)
 
 
 @pytest.mark.parametrize("argv", [["-h"], ["--help"], ["--h"], ["--he"], [], ["help"], ["h"], ["hel"], ["-jh"]])
 def test_help_needs_no_kernel(argv: list[str]) -> None:
-    result = cli.vdpa_main(argv, no_kernel)
+    result = vdpa_main(argv, no_kernel)
     assert (result.err, result.code) == (USAGE + DEVMIG_USAGE, 0)
     # -h stops before the JSON writer exists; `help` is a command run with it
     assert result.out == ("\n" if argv == ["-j", "help"] else "")
 
 
 def test_json_help_prints_the_writers_newline() -> None:
-    result = cli.vdpa_main(["-j", "help"], no_kernel)
+    result = vdpa_main(["-j", "help"], no_kernel)
     assert (result.out, result.err, result.code) == ("\n", USAGE + DEVMIG_USAGE, 0)
 
 
@@ -87,19 +85,19 @@ def test_json_help_prints_the_writers_newline() -> None:
     ],
 )
 def test_bad_options_print_unknown_option_and_the_usage(argv: list[str], first: str) -> None:
-    result = cli.vdpa_main(argv, no_kernel)
+    result = vdpa_main(argv, no_kernel)
     assert (result.out, result.err, result.code) == ("", first + "Unknown option.\n" + USAGE + DEVMIG_USAGE, 1)
 
 
 def test_options_are_permuted_as_gnu_getopt_does() -> None:
-    opts = cli.getopt(["dev", "-j", "show", "-p", "a"])
+    opts = getopt(["dev", "-j", "show", "-p", "a"])
     assert (opts.json, opts.pretty, opts.operands) == (True, True, ["dev", "show", "a"])
-    opts = cli.getopt(["dev", "show", "--", "-j", "--", "-"])
+    opts = getopt(["dev", "show", "--", "-j", "--", "-"])
     assert (opts.json, opts.operands) == (False, ["dev", "show", "-j", "--", "-"])
-    opts = cli.getopt(["-", "-pj"])
+    opts = getopt(["-", "-pj"])
     assert (opts.json, opts.pretty, opts.operands) == (True, True, ["-"])
     # with POSIXLY_CORRECT the first operand ends the options
-    opts = cli.getopt(["-j", "dev", "show", "-p"], permute=False)
+    opts = getopt(["-j", "dev", "show", "-p"], permute=False)
     assert (opts.json, opts.pretty, opts.operands) == (True, False, ["dev", "show", "-p"])
 
 
@@ -141,14 +139,14 @@ def test_a_device_named_like_an_option_after_double_dash(sim: SimVdpa) -> None:
     ],
 )
 def test_get_unsigned(text: str, base: int, limit: int, value: int | None) -> None:
-    assert cli.get_unsigned(text, base, limit) == value
+    assert get_unsigned(text, base, limit) == value
 
 
 def test_strtoul_base_0_reads_c_literals() -> None:
-    assert cli.strtoul("0x1f.", 0) == (31, ".")
-    assert cli.strtoul("017", 0) == (15, "")
-    assert cli.strtoul("09", 0) == (0, "9")
-    assert cli.strtoul("x", 0) == (None, "x")
+    assert strtoul("0x1f.", 0) == (31, ".")
+    assert strtoul("017", 0) == (15, "")
+    assert strtoul("09", 0) == (0, "9")
+    assert strtoul("x", 0) == (None, "x")
 
 
 @pytest.mark.parametrize(
@@ -167,7 +165,7 @@ def test_strtoul_base_0_reads_c_literals() -> None:
     ],
 )
 def test_ll_addr_accepts(text: str, mac: str) -> None:
-    assert format_mac(cli.ll_addr(text)) == mac
+    assert format_mac(ll_addr(text)) == mac
 
 
 @pytest.mark.parametrize(
@@ -187,8 +185,8 @@ def test_ll_addr_accepts(text: str, mac: str) -> None:
     ],
 )
 def test_ll_addr_refuses(text: str, message: str) -> None:
-    with pytest.raises(cli.Refused) as refused:
-        cli.ll_addr(text)
+    with pytest.raises(Refused) as refused:
+        ll_addr(text)
     assert refused.value.lines == (message,)
 
 
@@ -198,23 +196,23 @@ def test_ll_addr_refuses(text: str, message: str) -> None:
 @pytest.mark.parametrize(
     ("operands", "command"),
     [
-        (["mgmtdev", "show"], cli.MGMTDEV_SHOW),
-        (["m", "s"], cli.MGMTDEV_SHOW),
-        (["mgmt", "li"], cli.MGMTDEV_SHOW),
-        (["dev"], cli.DEV_SHOW),
-        (["d", "s"], cli.DEV_SHOW),
-        (["dev", "l"], cli.DEV_SHOW),
-        (["de", "a", "name", "x", "m", "vdpasim_net"], cli.DEV_ADD),
-        (["dev", "d", "x"], cli.DEV_DEL),
-        (["dev", "c"], cli.CONFIG_SHOW),
-        (["dev", "conf", "s", "x"], cli.CONFIG_SHOW),
-        (["dev", "vstats", "show", "x", "qidx", "0"], cli.VSTATS_SHOW),
-        (["dev", "set", "name", "x", "mac", "00:11:22:33:44:55"], cli.DEV_SET),
+        (["mgmtdev", "show"], grammar.MGMTDEV_SHOW),
+        (["m", "s"], grammar.MGMTDEV_SHOW),
+        (["mgmt", "li"], grammar.MGMTDEV_SHOW),
+        (["dev"], grammar.DEV_SHOW),
+        (["d", "s"], grammar.DEV_SHOW),
+        (["dev", "l"], grammar.DEV_SHOW),
+        (["de", "a", "name", "x", "m", "vdpasim_net"], grammar.DEV_ADD),
+        (["dev", "d", "x"], grammar.DEV_DEL),
+        (["dev", "c"], grammar.CONFIG_SHOW),
+        (["dev", "conf", "s", "x"], grammar.CONFIG_SHOW),
+        (["dev", "vstats", "show", "x", "qidx", "0"], grammar.VSTATS_SHOW),
+        (["dev", "set", "name", "x", "mac", "00:11:22:33:44:55"], grammar.DEV_SET),
     ],
 )
-def test_commands_and_their_prefixes(operands: list[str], command: cli.Command) -> None:
-    outcome = cli.parse(operands)
-    assert isinstance(outcome, cli.Call) and outcome.command is command
+def test_commands_and_their_prefixes(operands: list[str], command: grammar.Command) -> None:
+    outcome = parse(operands)
+    assert isinstance(outcome, Call) and outcome.command is command
 
 
 @pytest.mark.parametrize(
@@ -223,35 +221,35 @@ def test_commands_and_their_prefixes(operands: list[str], command: cli.Command) 
         (["foo"], ('Object "foo" not found',), 1),
         ([""], ('Object "" not found',), 1),
         (["devs"], ('Object "devs" not found',), 1),
-        (["mgmtdev"], cli.MGMTDEV_USAGE, 0),
-        (["mgmtdev", "help"], cli.MGMTDEV_USAGE, 0),
+        (["mgmtdev"], grammar.MGMTDEV_USAGE, 0),
+        (["mgmtdev", "help"], grammar.MGMTDEV_USAGE, 0),
         (["mgmtdev", "foo"], ('Command "foo" not found',), 1),
-        (["dev", "help"], cli.DEV_USAGE, 0),
-        (["d", "h"], cli.DEV_USAGE, 0),
+        (["dev", "help"], grammar.DEV_USAGE, 0),
+        (["d", "h"], grammar.DEV_USAGE, 0),
         (["dev", "foo"], ('Command "foo" not found',), 1),
         (["dev", "se"], ('Command "se" not found',), 1),  # set must be exact
         (["dev", "vst"], ('Command "vst" not found',), 1),  # so must vstats
-        (["dev", "config", "help"], cli.CONFIG_USAGE, 0),
+        (["dev", "config", "help"], grammar.CONFIG_USAGE, 0),
         (["dev", "config", "foo"], ('Command "foo" not found',), 1),
-        (["dev", "vstats"], cli.VSTATS_USAGE, 1),
-        (["dev", "vstats", "help"], cli.VSTATS_USAGE, 0),
+        (["dev", "vstats"], grammar.VSTATS_USAGE, 1),
+        (["dev", "vstats", "help"], grammar.VSTATS_USAGE, 0),
         (["dev", "vstats", "h"], ('Command "h" not found',), 1),
         (["dev", "vstats", "sh", "a"], ('Command "sh" not found',), 1),
-        (["dev", "vstats", "show"], cli.VSTATS_USAGE, 1),
-        (["dev", "vstats", "show", "a", "qidx"], cli.VSTATS_USAGE, 1),
-        (["dev", "vstats", "show", "a", "qidx", "0", "x"], cli.VSTATS_USAGE, 1),
+        (["dev", "vstats", "show"], grammar.VSTATS_USAGE, 1),
+        (["dev", "vstats", "show", "a", "qidx"], grammar.VSTATS_USAGE, 1),
+        (["dev", "vstats", "show", "a", "qidx", "0", "x"], grammar.VSTATS_USAGE, 1),
     ],
 )
 def test_help_and_unknown_words(operands: list[str], lines: tuple[str, ...], code: int) -> None:
-    assert cli.parse(operands) == cli.Say(lines, code)
+    assert parse(operands) == Say(lines, code)
 
 
 # --- keyword arguments ------------------------------------------------------------------------------------------
 
 
-def args_of(*operands: str) -> cli.Args:
-    outcome = cli.parse(operands)
-    assert isinstance(outcome, cli.Call), outcome
+def args_of(*operands: str) -> Args:
+    outcome = parse(operands)
+    assert isinstance(outcome, Call), outcome
     return outcome.args
 
 
@@ -318,7 +316,7 @@ def test_a_lone_last_argument_is_ignored_as_iproute2_does() -> None:
     ],
 )
 def test_argument_errors(operands: list[str], lines: tuple[str, ...]) -> None:
-    assert cli.parse(operands) == cli.Say(lines, 1)
+    assert parse(operands) == Say(lines, 1)
 
 
 @pytest.mark.parametrize(
@@ -341,33 +339,35 @@ def test_argument_errors(operands: list[str], lines: tuple[str, ...]) -> None:
     ],
 )
 def test_numbers_iproute2_refuses_without_a_word_get_devmigs_line(operands: list[str], note: str) -> None:
-    assert cli.parse(operands) == cli.Say((f"devmig: {note}",), 1)
+    assert parse(operands) == Say((f"devmig: {note}",), 1)
 
 
 # --- whole runs on the simulated family -------------------------------------------------------------------------
 
 
 def test_mgmtdev_show_every_form(sim: SimVdpa) -> None:
-    assert run(sim, "mgmtdev", "show") == cli.Result(MGMTDEV_TEXT, "", 0)
-    assert run(sim, "-p", "m", "l") == cli.Result(MGMTDEV_TEXT, "", 0)  # -p alone does not mean JSON
-    assert run(sim, "mgmtdev", "show", "vdpasim_blk").out == MGMTDEV_TEXT.split("vdpasim_blk")[0][:0] + (
+    shown = run(sim, "mgmtdev", "show")
+    assert (shown.err, shown.code) == ("", 0)
+    assert_golden("vdpa/mgmtdev-show.txt", shown.out)
+    assert run(sim, "-p", "m", "l") == shown  # -p alone does not mean JSON
+    assert run(sim, "mgmtdev", "show", "vdpasim_blk").out == (
         "vdpasim_blk: \n  supported_classes block\n  max_supported_vqs 0\n  dev_features\n"
     )
     assert run(sim, "-j", "mgmtdev", "show", "vdpasim_blk").out == (
         '{"mgmtdev":{"vdpasim_blk":{"supported_classes":["block"],"max_supported_vqs":0,"dev_features":[]}}}\n'
     )
-    assert run(sim, "mgmtdev", "show", "vdpasim_blk", json=True, pretty=True).out == (
-        '{\n    "mgmtdev": {\n        "vdpasim_blk": {\n            "supported_classes": [ "block" ],\n'
-        '            "max_supported_vqs": 0,\n            "dev_features": [ ]\n        }\n    }\n}\n'
+    assert_golden(
+        "vdpa/mgmtdev-show-vdpasim_blk.pretty.json",
+        run(sim, "mgmtdev", "show", "vdpasim_blk", json=True, pretty=True).out,
     )
 
 
 @pytest.mark.parametrize("handle", ["nope", "pci/x"])
 def test_a_mgmtdev_the_kernel_does_not_know(sim: SimVdpa, handle: str) -> None:
     error = "Error: vdpa: Fail to find the specified mgmt device.\nkernel answers: No such device\n"
-    assert run(sim, "mgmtdev", "show", handle) == cli.Result("", error, 1)
-    assert run(sim, "-j", "mgmtdev", "show", handle) == cli.Result('{"mgmtdev":{}}\n', error, 1)
-    assert run(sim, "-jp", "mgmtdev", "show", handle) == cli.Result('{\n    "mgmtdev": {}\n}\n', error, 1)
+    assert run(sim, "mgmtdev", "show", handle) == Result("", error, 1)
+    assert run(sim, "-j", "mgmtdev", "show", handle) == Result('{"mgmtdev":{}}\n', error, 1)
+    assert run(sim, "-jp", "mgmtdev", "show", handle) == Result('{\n    "mgmtdev": {}\n}\n', error, 1)
 
 
 def test_a_handle_with_an_empty_part_is_refused_by_the_backend(sim: SimVdpa) -> None:
@@ -378,13 +378,13 @@ def test_a_handle_with_an_empty_part_is_refused_by_the_backend(sim: SimVdpa) -> 
 
 
 def test_dev_add_show_config_del(sim: SimVdpa) -> None:
-    assert run(sim, "dev") == cli.Result("", "", 0)
-    assert run(sim, "-j", "dev") == cli.Result('{"dev":{}}\n', "", 0)
-    assert run(sim, "-j", "-p", "dev", "show") == cli.Result('{\n    "dev": {}\n}\n', "", 0)
-    assert run(sim, "dev", "add", "name", "a", "mgmtdev", "vdpasim_net") == cli.Result("", "", 0)
+    assert run(sim, "dev") == Result("", "", 0)
+    assert run(sim, "-j", "dev") == Result('{"dev":{}}\n', "", 0)
+    assert run(sim, "-j", "-p", "dev", "show") == Result('{\n    "dev": {}\n}\n', "", 0)
+    assert run(sim, "dev", "add", "name", "a", "mgmtdev", "vdpasim_net") == Result("", "", 0)
     assert run(sim, "-j", "dev", "add", "name", "b", "mgmtdev", "vdpasim_net", "mac", "00:11:22:33:44:55", "mtu",
-               "9000") == cli.Result("\n", "", 0)  # fmt: skip
-    assert run(sim, "dev", "show", "a") == cli.Result(DEV_A, "", 0)
+               "9000") == Result("\n", "", 0)  # fmt: skip
+    assert run(sim, "dev", "show", "a") == Result(DEV_A, "", 0)
     assert run(sim, "-j", "dev", "s", "a").out == '{"dev":{' + DEV_A_JSON + "}}\n"
     assert run(sim, "dev", "list").out == DEV_A + DEV_A.replace("a:", "b:")
     assert run(sim, "dev", "config", "show").out == (
@@ -395,22 +395,22 @@ def test_dev_add_show_config_del(sim: SimVdpa) -> None:
         '{"config":{"a":{"mac":"00:00:00:00:00:00","link ":"up","link_announce ":false,"mtu":1500},'
         '"b":{"mac":"00:11:22:33:44:55","link ":"up","link_announce ":false,"mtu":9000}}}\n'
     )
-    assert run(sim, "dev", "del", "a") == cli.Result("", "", 0)
-    assert run(sim, "dev", "del", "a") == cli.Result("", ENODEV_DEV, 1)
-    assert run(sim, "-j", "dev", "del", "a") == cli.Result("\n", ENODEV_DEV, 1)
-    assert run(sim, "dev", "show", "a") == cli.Result("", ENODEV_DEV, 1)
-    assert run(sim, "-j", "dev", "config", "show", "a") == cli.Result('{"config":{}}\n', ENODEV_DEV, 1)
+    assert run(sim, "dev", "del", "a") == Result("", "", 0)
+    assert run(sim, "dev", "del", "a") == Result("", ENODEV_DEV, 1)
+    assert run(sim, "-j", "dev", "del", "a") == Result("\n", ENODEV_DEV, 1)
+    assert run(sim, "dev", "show", "a") == Result("", ENODEV_DEV, 1)
+    assert run(sim, "-j", "dev", "config", "show", "a") == Result('{"config":{}}\n', ENODEV_DEV, 1)
 
 
 def test_dev_add_errors_from_the_kernel(sim: SimVdpa) -> None:
     add = ("dev", "add", "name", "a", "mgmtdev")
     assert run(sim, *add, "vdpasim_net").code == 0
-    assert run(sim, *add, "vdpasim_net") == cli.Result("", "kernel answers: File exists\n", 1)
-    assert run(sim, "-j", *add, "vdpasim_net") == cli.Result("\n", "kernel answers: File exists\n", 1)
-    assert run(sim, "dev", "add", "name", "x", "mgmtdev", "nope") == cli.Result(
+    assert run(sim, *add, "vdpasim_net") == Result("", "kernel answers: File exists\n", 1)
+    assert run(sim, "-j", *add, "vdpasim_net") == Result("\n", "kernel answers: File exists\n", 1)
+    assert run(sim, "dev", "add", "name", "x", "mgmtdev", "nope") == Result(
         "", "Error: vdpa: Fail to find the specified management device.\nkernel answers: No such device\n", 1
     )
-    assert run(sim, "dev", "add", "name", "x", "mgmtdev", "vdpasim_net", "mtu", "10") == cli.Result(
+    assert run(sim, "dev", "add", "name", "x", "mgmtdev", "vdpasim_net", "mtu", "10") == Result(
         "", "Error: integer out of range.\nkernel answers: Numerical result out of range\n", 1
     )
     assert run(sim, "dev", "add", "name", "x", "mgmtdev", "vdpasim_net", "max_vqp", "0").err == (
@@ -431,8 +431,8 @@ def test_dev_add_errors_from_the_kernel(sim: SimVdpa) -> None:
 
 def test_a_local_error_prints_no_section(sim: SimVdpa) -> None:
     assert run(sim, "-j", "mgmtdev", "show", "a/b/c").out == "\n"
-    assert run(sim, "-j", "foo") == cli.Result("\n", 'Object "foo" not found\n', 1)
-    assert run(sim, "dev", "add", "name", "x", "mgmtdev", "vdpasim_net", "mac", "100:1:2:3:4:5") == cli.Result(
+    assert run(sim, "-j", "foo") == Result("\n", 'Object "foo" not found\n', 1)
+    assert run(sim, "dev", "add", "name", "x", "mgmtdev", "vdpasim_net", "mac", "100:1:2:3:4:5") == Result(
         "", '"100" is invalid lladdr.\n', 1
     )
 
@@ -440,10 +440,10 @@ def test_a_local_error_prints_no_section(sim: SimVdpa) -> None:
 def test_vstats(sim: SimVdpa) -> None:
     sim.add("a", "vdpasim_net")
     negotiation = "Error: vdpa: feature negotiation not complete.\nkernel answers: Resource temporarily unavailable\n"
-    assert run(sim, "dev", "vstats", "show", "a", "qidx", "0") == cli.Result("", negotiation, 1)
-    assert run(sim, "-j", "dev", "vstats", "show", "a", "qidx", "0") == cli.Result('{"vstats":{}}\n', negotiation, 1)
+    assert run(sim, "dev", "vstats", "show", "a", "qidx", "0") == Result("", negotiation, 1)
+    assert run(sim, "-j", "dev", "vstats", "show", "a", "qidx", "0") == Result('{"vstats":{}}\n', negotiation, 1)
     # without qidx iproute2 asks anyway, and the kernel says EINVAL
-    assert run(sim, "dev", "vstats", "show", "a") == cli.Result("", "kernel answers: Invalid argument\n", 1)
+    assert run(sim, "dev", "vstats", "show", "a") == Result("", "kernel answers: Invalid argument\n", 1)
     sim.negotiate("a")
     sim.count("a", 0, "rx packets", 5)
     assert run(sim, "dev", "vstats", "show", "a", "qidx", "0").out == (
@@ -460,13 +460,13 @@ def test_vstats(sim: SimVdpa) -> None:
 def test_dev_set(sim: SimVdpa) -> None:
     sim.add("a", "vdpasim_net")
     sim.add("blk0", "vdpasim_blk")
-    assert run(sim, "dev", "set", "name", "a", "mac", "02:00:00:00:00:01") == cli.Result("", "", 0)
+    assert run(sim, "dev", "set", "name", "a", "mac", "02:00:00:00:00:01") == Result("", "", 0)
     assert run(sim, "dev", "config", "show", "a").out.startswith("a: mac 02:00:00:00:00:01 ")
-    assert run(sim, "dev", "set", "name", "a", "mac", "01:00:00:00:00:00") == cli.Result(
+    assert run(sim, "dev", "set", "name", "a", "mac", "01:00:00:00:00:00") == Result(
         "", "Error: vdpa: Invalid MAC address.\nkernel answers: Operation not supported\n", 1
     )
     # the kernel accepts the request for a block device and warns: exit 0
-    assert run(sim, "dev", "set", "name", "blk0", "mac", "02:00:00:00:00:01") == cli.Result(
+    assert run(sim, "dev", "set", "name", "blk0", "mac", "02:00:00:00:00:01") == Result(
         "", "Warning: vdpa: blk0 device not supported.\n", 0
     )
 
@@ -492,13 +492,13 @@ def test_a_kernel_error_with_a_hint_prints_it_after_iproute2s_lines() -> None:
     error = VdpaError(errno.EPERM, request="dev add a")
     error.hint = "needs CAP_NET_ADMIN: run it as root"  # the netlink client sets it
     backend = Refusing(error)
-    result = cli.vdpa_main(["dev", "add", "name", "a", "mgmtdev", "vdpasim_net"], lambda: backend)  # type: ignore[arg-type, return-value]
-    assert result == cli.Result(
+    result = vdpa_main(["dev", "add", "name", "a", "mgmtdev", "vdpasim_net"], lambda: backend)  # type: ignore[arg-type, return-value]
+    assert result == Result(
         "", "kernel answers: Operation not permitted\ndevmig: hint: needs CAP_NET_ADMIN: run it as root\n", 1
     )
     assert backend.closed
     error.hint = "hint: dev add a needs CAP_NET_ADMIN"  # as devmig.vdpa.diagnose words it
-    result = cli.vdpa_main(["dev", "add", "name", "a", "mgmtdev", "vdpasim_net"], lambda: backend)  # type: ignore[arg-type, return-value]
+    result = vdpa_main(["dev", "add", "name", "a", "mgmtdev", "vdpasim_net"], lambda: backend)  # type: ignore[arg-type, return-value]
     assert result.err.endswith("\ndevmig: hint: dev add a needs CAP_NET_ADMIN\n")
 
 
@@ -507,27 +507,19 @@ def test_a_missing_family_prints_devmigs_diagnosis_and_no_json() -> None:
         raise VdpaUnavailableError('no "vdpa" family: load vdpa')
 
     for argv in (["-j", "dev", "show"], ["mgmtdev", "show"]):
-        assert cli.vdpa_main(argv, unavailable) == cli.Result("", 'devmig: error: no "vdpa" family: load vdpa\n', 1)
+        assert vdpa_main(argv, unavailable) == Result("", 'devmig: error: no "vdpa" family: load vdpa\n', 1)
     late = Refusing(VdpaUnavailableError("the client is closed"))
-    result = cli.vdpa_main(["-j", "dev"], lambda: late)  # type: ignore[arg-type, return-value]
-    assert result == cli.Result("", "devmig: error: the client is closed\n", 1)
+    result = vdpa_main(["-j", "dev"], lambda: late)  # type: ignore[arg-type, return-value]
+    assert result == Result("", "devmig: error: the client is closed\n", 1)
 
 
 def test_an_argument_the_backend_cannot_send() -> None:
     backend = Refusing(InputError("device name is not set."))
-    result = cli.vdpa_main(["dev", "add", "name", "", "mgmtdev", "x"], lambda: backend)  # type: ignore[arg-type, return-value]
-    assert result == cli.Result("", "devmig: error: device name is not set.\n", 1)
+    result = vdpa_main(["dev", "add", "name", "", "mgmtdev", "x"], lambda: backend)  # type: ignore[arg-type, return-value]
+    assert result == Result("", "devmig: error: device name is not set.\n", 1)
 
 
 def test_devmigs_own_json_options(sim: SimVdpa) -> None:
     sim.add("a", "vdpasim_net")
     assert run(sim, "dev", "show", json=True).out == '{"dev":{' + DEV_A_JSON + "}}\n"
     assert run(sim, "dev", "show", json=True, pretty=True).out.startswith('{\n    "dev": {\n        "a": {\n')
-
-
-def test_split_host() -> None:
-    assert cli.split_host(["dev", "--host", "sim:alpha", "show"]) == ("sim:alpha", ["dev", "show"])
-    assert cli.split_host(["--host=sim:beta", "-j", "dev"]) == ("sim:beta", ["-j", "dev"])
-    assert cli.split_host(["dev", "show", "--", "--host", "x"]) == (None, ["dev", "show", "--", "--host", "x"])
-    with pytest.raises(InputError, match="requires an argument"):
-        cli.split_host(["dev", "--host"])

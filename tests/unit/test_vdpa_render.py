@@ -1,7 +1,7 @@
-"""devmig.vdpa.render prints what iproute2's `vdpa` prints for the same answers, byte for byte.
+"""devmig.vdpa.iproute2.render and .output print what iproute2's `vdpa` prints for the same answers, byte for byte.
 
-The expected texts are iproute2's output on vdpa_sim (reference/vdpa-netlink.md §3 and §5; /usr/sbin/vdpa, iproute2
-6.1.0, on Linux 6.12 in the kernel tier)."""
+The expected texts (the long ones in tests/golden/vdpa) are iproute2's output on vdpa_sim (reference/vdpa-netlink.md
+§3 and §5; /usr/sbin/vdpa, iproute2 6.1.0, on Linux 6.12 in the kernel tier)."""
 
 from __future__ import annotations
 
@@ -10,31 +10,23 @@ from typing import TypeVar
 
 import pytest
 
-from devmig.vdpa import render
-from devmig.vdpa.backend import (
-    F_NET_CTRL_VQ,
-    F_NET_MQ,
-    BlkConfig,
-    DevConfig,
-    MgmtDev,
-    NetConfig,
-    VdpaDev,
-    VirtioId,
-    VqStats,
-)
+from devmig.vdpa.iproute2 import render
+from devmig.vdpa.iproute2.output import Output, json_string
+from devmig.vdpa.records import BlkConfig, DevConfig, MgmtDev, NetConfig, VdpaDev, VqStats
+from devmig.vdpa.virtio import F_NET_CTRL_VQ, F_NET_MQ, VirtioId
+from tests.golden import assert_golden
 
 T = TypeVar("T")
 
 NET = MgmtDev(None, "vdpasim_net", ["net"], 3, 0x308830028)
 BLK = MgmtDev(None, "vdpasim_blk", ["block"], 0, 0)
-NET_FEATURES = '"MTU","MAC","STATUS","CTRL_VQ","CTRL_MAC_ADDR","ANY_LAYOUT","VERSION_1","ACCESS_PLATFORM"'
 VDPA0 = VdpaDev("vdpa0", "vdpasim_net", 0, VirtioId.NET, 3, 256, 1)
 BLK0 = VdpaDev("blk0", "vdpasim_blk", 0, VirtioId.BLOCK, 1, 256, 1)
 CONFIG = DevConfig("b", VirtioId.NET, 0x308830028, None, net=NetConfig(mac="00:11:22:33:44:55", mtu=9000, status=1))
 
 
-def section(name: str, items: list[T], one: Callable[[render.Output, T], None], json: bool, pretty: bool) -> str:
-    out = render.Output(json=json, pretty=pretty)
+def section(name: str, items: list[T], one: Callable[[Output, T], None], json: bool, pretty: bool) -> str:
+    out = Output(json=json, pretty=pretty)
     out.section_start(name)
     for item in items:
         one(out, item)
@@ -43,43 +35,15 @@ def section(name: str, items: list[T], one: Callable[[render.Output, T], None], 
 
 
 def test_mgmtdev_text_keeps_iproute2s_layout() -> None:
-    assert section("mgmtdev", [NET, BLK], render.mgmtdev, False, False) == (
-        "vdpasim_net: \n"
-        "  supported_classes net\n"
-        "  max_supported_vqs 3\n"
-        "  dev_features MTU MAC STATUS CTRL_VQ CTRL_MAC_ADDR ANY_LAYOUT VERSION_1 ACCESS_PLATFORM\n"
-        "vdpasim_blk: \n"
-        "  supported_classes block\n"
-        "  max_supported_vqs 0\n"
-        "  dev_features\n"
-    )
+    assert_golden("vdpa/mgmtdev-show.txt", section("mgmtdev", [NET, BLK], render.mgmtdev, False, False))
 
 
 def test_mgmtdev_json_is_the_kernel_labs_line() -> None:
-    assert section("mgmtdev", [NET, BLK], render.mgmtdev, True, False) == (
-        '{"mgmtdev":{"vdpasim_net":{"supported_classes":["net"],"max_supported_vqs":3,"dev_features":['
-        + NET_FEATURES
-        + ']},"vdpasim_blk":{"supported_classes":["block"],"max_supported_vqs":0,"dev_features":[]}}}\n'
-    )
+    assert_golden("vdpa/mgmtdev-show.json", section("mgmtdev", [NET, BLK], render.mgmtdev, True, False))
 
 
 def test_mgmtdev_pretty_has_four_space_indents_and_inline_arrays() -> None:
-    assert section("mgmtdev", [NET, BLK], render.mgmtdev, True, True) == (
-        "{\n"
-        '    "mgmtdev": {\n'
-        '        "vdpasim_net": {\n'
-        '            "supported_classes": [ "net" ],\n'
-        '            "max_supported_vqs": 3,\n'
-        f'            "dev_features": [ {NET_FEATURES} ]\n'
-        "        },\n"
-        '        "vdpasim_blk": {\n'
-        '            "supported_classes": [ "block" ],\n'
-        '            "max_supported_vqs": 0,\n'
-        '            "dev_features": [ ]\n'
-        "        }\n"
-        "    }\n"
-        "}\n"
-    )
+    assert_golden("vdpa/mgmtdev-show.pretty.json", section("mgmtdev", [NET, BLK], render.mgmtdev, True, True))
 
 
 def test_mgmtdev_on_a_bus_unknown_bits_and_classes_and_old_kernels() -> None:
@@ -107,19 +71,7 @@ def test_dev_show_text_json_and_pretty() -> None:
     assert section("dev", [VDPA0], render.dev, True, False) == (
         '{"dev":{"vdpa0":{"type":"network","mgmtdev":"vdpasim_net","vendor_id":0,"max_vqs":3,"max_vq_size":256}}}\n'
     )
-    assert section("dev", [VDPA0], render.dev, True, True) == (
-        "{\n"
-        '    "dev": {\n'
-        '        "vdpa0": {\n'
-        '            "type": "network",\n'
-        '            "mgmtdev": "vdpasim_net",\n'
-        '            "vendor_id": 0,\n'
-        '            "max_vqs": 3,\n'
-        '            "max_vq_size": 256\n'
-        "        }\n"
-        "    }\n"
-        "}\n"
-    )
+    assert_golden("vdpa/dev-show-vdpa0.pretty.json", section("dev", [VDPA0], render.dev, True, True))
 
 
 def test_an_unknown_device_type() -> None:
@@ -145,18 +97,7 @@ def test_config_trailing_spaces_and_link_keys() -> None:
     assert section("config", [CONFIG], render.config, True, False) == (
         '{"config":{"b":{"mac":"00:11:22:33:44:55","link ":"up","link_announce ":false,"mtu":9000}}}\n'
     )
-    assert section("config", [CONFIG], render.config, True, True) == (
-        "{\n"
-        '    "config": {\n'
-        '        "b": {\n'
-        '            "mac": "00:11:22:33:44:55",\n'
-        '            "link ": "up",\n'
-        '            "link_announce ": false,\n'
-        '            "mtu": 9000\n'
-        "        }\n"
-        "    }\n"
-        "}\n"
-    )
+    assert_golden("vdpa/config-show-b.pretty.json", section("config", [CONFIG], render.config, True, True))
 
 
 def test_config_with_every_net_field_and_negotiated_features() -> None:
@@ -227,10 +168,10 @@ def test_json_strings_use_iproute2s_escapes() -> None:
     odd = VdpaDev(name, "vdpasim_net", 0, VirtioId.NET, 3, 256, 1)
     assert section("dev", [odd], render.dev, True, False).startswith('{"dev":{"q\'u\\"o\\\\te\\tx":{')
     assert section("dev", [odd], render.dev, False, False).startswith(f"{name}: type network")
-    assert render.json_string("\r\f\b\n\x01\x7fé") == '"\\r\\f\\b\\n\x01\x7fé"'
+    assert json_string("\r\f\b\n\x01\x7fé") == '"\\r\\f\\b\\n\x01\x7fé"'
 
 
 def test_output_without_a_section_prints_only_the_json_newline() -> None:
-    assert render.Output(json=True).finish() == "\n"
-    assert render.Output(json=True, pretty=True).finish() == "\n"
-    assert render.Output().finish() == ""
+    assert Output(json=True).finish() == "\n"
+    assert Output(json=True, pretty=True).finish() == "\n"
+    assert Output().finish() == ""

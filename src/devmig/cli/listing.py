@@ -11,7 +11,7 @@ from devmig.host.devices import MdevDevice, PciFunction, Subchannel
 from devmig.host.inventory import Device, Inventory
 from devmig.host.mdevctl import list_dumpjson
 from devmig.machine import open_host
-from devmig.vdpa.backend import VdpaDev
+from devmig.vdpa.records import VdpaDev
 
 
 def _row(device: Device) -> tuple[str, ...]:

@@ -28,16 +28,14 @@ from devmig.errors import DevmigError
 from devmig.model.descriptor import DeviceDescriptor, ModelSpec, TypeCapability
 from devmig.model.load import problem
 from devmig.model.params import ParamSpec, ParamValue
-from devmig.vdpa.backend import (
+from devmig.vdpa.records import DevConfig, MgmtDev, VdpaDev
+from devmig.vdpa.virtio import (
     CLASS_NAMES,
     F_NET_MAC,
     F_NET_MQ,
     F_NET_MTU,
     NET_FEATURE_NAMES,
     TRANSPORT_FEATURE_NAMES,
-    DevConfig,
-    MgmtDev,
-    VdpaDev,
     VirtioId,
     class_id,
     feature_names,

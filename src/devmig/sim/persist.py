@@ -25,7 +25,7 @@ from devmig.errors import DevmigError, InputError
 from devmig.host.sysfs import SysfsError
 from devmig.sim.fs import SimSysfs
 from devmig.sim.vdpa import SimMgmtDevSpec, SimVdpa
-from devmig.vdpa.backend import VdpaDev
+from devmig.vdpa.records import VdpaDev
 
 #: Replays one logged change: (path, text) of a log line
 Apply = Callable[[str, Any], object]

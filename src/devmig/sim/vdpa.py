@@ -35,7 +35,30 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 
 from devmig.errors import InputError
-from devmig.vdpa.backend import (
+from devmig.vdpa.backend import VdpaError
+from devmig.vdpa.family import (
+    NET_ATTRS_MASK,
+    U16_MAX,
+    U32_MAX,
+    U64_MAX,
+    Attr,
+    attr_mask,
+    check_uint,
+    format_mac,
+    is_valid_ether_addr,
+    parse_mac,
+)
+from devmig.vdpa.records import (
+    BlkConfig,
+    DevConfig,
+    MgmtDev,
+    NetConfig,
+    VdpaDev,
+    VqStats,
+    mgmtdev_handle,
+    parse_mgmtdev_handle,
+)
+from devmig.vdpa.virtio import (
     DEVICE_F_MASK,
     F_ACCESS_PLATFORM,
     F_ANY_LAYOUT,
@@ -56,28 +79,9 @@ from devmig.vdpa.backend import (
     F_NET_RSS,
     F_NET_STATUS,
     F_VERSION_1,
-    NET_ATTRS_MASK,
     NET_S_LINK_UP,
-    U16_MAX,
-    U32_MAX,
-    U64_MAX,
-    Attr,
-    BlkConfig,
-    DevConfig,
-    MgmtDev,
-    NetConfig,
-    VdpaDev,
-    VdpaError,
     VirtioId,
-    VqStats,
-    attr_mask,
-    check_uint,
     class_name,
-    format_mac,
-    is_valid_ether_addr,
-    mgmtdev_handle,
-    parse_mac,
-    parse_mgmtdev_handle,
 )
 
 

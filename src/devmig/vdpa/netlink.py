@@ -1,6 +1,6 @@
 """The vdpa generic-netlink family of the running kernel, over pyroute2: `NetlinkVdpa` implements `VdpaBackend`.
 
-One codec, driven by the attribute table (`backend.ATTR_TYPES`): `VdpaMsg`'s nla_map is generated from it, requests
+One codec, driven by the attribute table (`family.ATTR_TYPES`): `VdpaMsg`'s nla_map is generated from it, requests
 are lists of (Attr, value) and replies are read back in the order the kernel sent them. Requests go as iproute2's do:
 NLM_F_DUMP when no object is named, NLM_F_ACK otherwise, extended acks on so the kernel's own error text comes back.
 
@@ -23,7 +23,9 @@ from pyroute2.netlink.exceptions import NetlinkDecodeError, NetlinkError
 from pyroute2.netlink.generic import GenericNetlinkSocket
 
 from devmig.errors import DevmigError, InputError
-from devmig.vdpa.backend import (
+from devmig.vdpa.backend import VdpaError, VdpaUnavailableError
+from devmig.vdpa.diagnose import missing_family, permission_hint
+from devmig.vdpa.family import (
     ATTR_TYPES,
     GENL_NAME,
     GENL_VERSION,
@@ -31,24 +33,22 @@ from devmig.vdpa.backend import (
     U32_MAX,
     U64_MAX,
     Attr,
-    BlkConfig,
     Cmd,
+    check_uint,
+    format_mac,
+    parse_mac,
+)
+from devmig.vdpa.records import (
+    BlkConfig,
     DevConfig,
     MgmtDev,
     NetConfig,
     VdpaDev,
-    VdpaError,
-    VdpaUnavailableError,
-    VirtioId,
     VqStats,
-    check_uint,
-    class_name,
-    format_mac,
     mgmtdev_handle,
-    parse_mac,
     parse_mgmtdev_handle,
 )
-from devmig.vdpa.diagnose import missing_family, permission_hint
+from devmig.vdpa.virtio import VirtioId, class_name
 
 __all__ = ["NLA_TYPES", "NetlinkVdpa", "VdpaMsg", "decode", "encode"]
 

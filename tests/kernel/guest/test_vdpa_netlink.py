@@ -18,18 +18,10 @@ from typing import Any
 import pytest
 
 from devmig.sim.vdpa import VDPASIM_BLK_FEATURES, VDPASIM_NET_FEATURES, SimVdpa
-from devmig.vdpa.backend import (
-    F_ACCESS_PLATFORM,
-    F_NET_MAC,
-    F_NET_MQ,
-    F_VERSION_1,
-    MgmtDev,
-    NetConfig,
-    VdpaBackend,
-    VdpaDev,
-    VdpaError,
-)
+from devmig.vdpa.backend import VdpaBackend, VdpaError
 from devmig.vdpa.netlink import NetlinkVdpa
+from devmig.vdpa.records import MgmtDev, NetConfig, VdpaDev
+from devmig.vdpa.virtio import F_ACCESS_PLATFORM, F_NET_MAC, F_NET_MQ, F_VERSION_1
 
 pytestmark = pytest.mark.kernel
 
