@@ -7,10 +7,10 @@ from collections.abc import Iterator
 from dataclasses import replace
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 
 from devmig.compat import check
-from devmig.compat.plan import candidate_rank
+from devmig.compat.rank import candidate_rank
 from devmig.errors import InputError
 from devmig.fleet import schema
 from devmig.fleet.records import HostRecord, TypeRecord
@@ -50,6 +50,14 @@ def test_an_inventory_reads_back_as_published(store: FleetStore) -> None:
     ]
     with pytest.raises(InputError, match="host omega: not in store"):
         store.host("omega")
+
+
+def test_a_device_of_a_kind_devmig_does_not_publish_is_a_store_error(store: FleetStore) -> None:
+    publish_lab(store)
+    with store.engine.begin() as conn:
+        conn.execute(update(schema.devices).values(kind="usb"))
+    with pytest.raises(StoreError, match="a stored device has kind 'usb': the store was written by another program"):
+        store.host("alpha")
 
 
 def test_a_republish_replaces_the_host_and_documents_are_stored_once(store: FleetStore) -> None:

@@ -14,7 +14,7 @@ from devmig.host.mdevctl import list_dumpjson
 from devmig.host.ops import RefusedError, create_mdev
 from devmig.machine import KernelHost, open_host
 from devmig.machine.lab import LabHost
-from devmig.provision import HostState, plan, prepare, release
+from devmig.provision import HostState, prepare, rank, release
 from devmig.testing.faults import host_state
 from tests.labs import MTTY_UUID, build_sim_lab
 from tests.provision.conftest import GPU, descriptor, gpu_source, lab_host, vf_source
@@ -143,9 +143,9 @@ def test_a_profile_type_is_created_and_its_fixed_parameters_are_not_written() ->
     host = KernelHost(fs, name="sim-mtty")
     source = descriptor(host, MTTY_UUID)
     assert source.confidence == "profile" and source.params == {"nr_ports": 2}
-    best = plan(source, host).require()
+    best = rank(source, host).require()
     assert (best.parent, best.type) == ("mtty", "mtty-2")
-    assert sorted(c.type for c in plan(source, host).rejected) == ["i915-GVTg_V5_4", "mtty-1"]
+    assert sorted(c.type for c in rank(source, host).rejected) == ["i915-GVTg_V5_4", "mtty-1"]
     before = host_state(fs)
     done = prepare(source, host, uuid=NEW, persist=True)
     assert done.params == {} and descriptor(host, NEW) == source

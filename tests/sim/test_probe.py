@@ -15,7 +15,7 @@ from devmig.migrate.probe import (
     ProbeError,
     compare,
     expect,
-    plan,
+    expectations,
     reachable,
     run_probe,
 )
@@ -49,9 +49,9 @@ def test_expectations_follow_the_table() -> None:
 
 
 @pytest.mark.parametrize(("flags", "states"), [(1, 4), (3, 5), (5, 5), (7, 7)])
-def test_plan_asks_every_reachable_state_for_every_state(flags: int, states: int) -> None:
+def test_expectations_ask_every_reachable_state_for_every_state(flags: int, states: int) -> None:
     assert len(reachable(flags)) == states
-    requests = plan(flags)
+    requests = expectations(flags)
     assert len(requests) == states * len(MigState)
     assert {(e.cur, e.target) for e in requests} == {(c, t) for c in reachable(flags) for t in MigState}
 

@@ -10,6 +10,7 @@ import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import get_args
 
 import pytest
 
@@ -19,7 +20,16 @@ from devmig.machine.lab import LabHost
 from devmig.migrate import transport
 from devmig.migrate.fsm import PRE_COPY, PRE_COPY_P2P, RESUMING, RUNNING, STOP, STOP_COPY
 from devmig.migrate.identity import describe_destination, judge_for, source_hello
-from devmig.migrate.session import Budget, Destination, Event, MigrationError, Outcome, Source, accept_all
+from devmig.migrate.session import (
+    Budget,
+    Destination,
+    EndState,
+    Event,
+    MigrationError,
+    Outcome,
+    Source,
+    accept_all,
+)
 from devmig.migrate.stream import Reader, StreamError, StreamFormatError, Writer
 from devmig.migrate.transport import SocketChannel, TransportError
 from devmig.migrate.uapi import MigState
@@ -122,6 +132,10 @@ def test_a_lab_device_migrates_over_tcp_to_a_prepared_destination_byte_for_byte(
     phases = [e.phase for e in events]
     assert phases[:2] == ["hello", "verdict"] and "pre-copy" in phases and "stop-copy" in phases
     assert phases[-1] == "done"
+
+
+def test_an_outcome_can_name_every_state_a_device_reports() -> None:
+    assert set(get_args(EndState)) == {"", *(state.name for state in MigState)}
 
 
 def test_an_incompatible_destination_refuses_before_any_state_is_sent() -> None:

@@ -46,12 +46,12 @@ def plan(
     host; - for standard input), and say why every other one cannot. Exit 0 when one fits, 1 when none does."""
     from devmig.host.profile import load_profiles
     from devmig.model import DeviceDescriptor
-    from devmig.provision import plan as make
+    from devmig.provision import rank
 
     opts = resolve(json_output, pretty)
     descriptor = load(DeviceDescriptor, source)
     target = _host(host, sysfs_root, state_dir)
-    result = make(descriptor, target, profiles=load_profiles(profiles_dir), state_dir=state_dir)
+    result = rank(descriptor, target, profiles=load_profiles(profiles_dir), state_dir=state_dir)
     if opts.json:
         emit_json(result.to_dict(), opts)
         return ExitCode.OK if result.best else ExitCode.REFUSED

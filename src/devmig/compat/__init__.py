@@ -2,7 +2,8 @@
 
 from devmig.compat.baseline import CONFLICT_CODES, baseline
 from devmig.compat.check import check, plan_params
-from devmig.compat.plan import Rank, candidate_rank, write_plan
+from devmig.compat.plan import write_plan
+from devmig.compat.rank import Rank, candidate_rank
 from devmig.compat.rules import CODES, RULES
 
 __all__ = [

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from devmig.model.descriptor import DeviceDescriptor, ModelSpec, TypeCapability
-from devmig.model.params import ParamSpec, has_type, type_name
+from devmig.model.params import ParamSpec, has_type, param_type_name
 from devmig.model.verdict import Finding, Severity
 
 #: code -> (severity, what it means). Errors block migration; warnings are differences that do not.
@@ -200,7 +200,8 @@ def source_params(ctx: Context) -> Iterator[Finding]:
             yield finding(
                 "param-type-mismatch",
                 field,
-                f"parameter {name} is {type_name(value)} {show(value)} on the source, {spec.type} on the destination",
+                f"parameter {name} is {param_type_name(value)} {show(value)} on the source, "
+                f"{spec.type} on the destination",
                 value,
                 spec.type,
             )

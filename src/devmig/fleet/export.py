@@ -33,7 +33,7 @@ from typing import Any
 from devmig.errors import InputError
 from devmig.fleet.records import HostRecord, TypeRecord
 from devmig.model.descriptor import API_KEY_PATTERNS, DEVICE_APIS, DeviceDescriptor, TypeCapability
-from devmig.model.params import IntRange, ParamSpec, ParamValue, type_name
+from devmig.model.params import IntRange, ParamSpec, ParamValue, param_type_name
 
 
 @dataclass(frozen=True, order=True, slots=True)
@@ -186,7 +186,7 @@ def requirement(source: DeviceDescriptor) -> Requirement:
         {Fact("accepts", (str(version.major), int_token(version.minor)))},
     ]
     for name, value in source.params.items():
-        ptype = type_name(value)
+        ptype = param_type_name(value)
         exact = Fact("param", (name, ptype, _value_text(value)))
         # a string parameter that takes any value cannot list them: it has an "any" fact instead
         groups.append({exact, Fact("any", (name, ptype))} if ptype == "str" else {exact})

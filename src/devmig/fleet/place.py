@@ -13,14 +13,15 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from devmig.compat import check
-from devmig.compat.plan import Rank
+from devmig.compat.rank import Rank
 from devmig.model.descriptor import Confidence, DeviceDescriptor, ModelSpec, TypeCapability
 from devmig.model.verdict import Verdict
 from devmig.model.version import SoftwareVersion
 
 #: the identity rules SQL narrows by, in the order `check` reports them
 IDENTITY_CODES = ("device-api-mismatch", "api-mismatch", "model-mismatch", "type-mismatch", "major-mismatch")
-NO_ROOM = "no-free-instance"
+#: the refusal code of compatible types with no free instance (provision's sentence for it: NO_ROOM_MESSAGE)
+NO_ROOM_CODE = "no-free-instance"
 
 
 @dataclass(frozen=True)
@@ -59,7 +60,7 @@ def first_error(verdict: Verdict) -> tuple[str, str]:
 
 
 @dataclass(frozen=True)
-class Candidate:
+class FleetCandidate:
     """One host type that can take the source, best first."""
 
     host: str
@@ -85,7 +86,7 @@ class Candidate:
 
 
 @dataclass
-class Refusal:
+class RefusalGroup:
     """Types that cannot take the source for one reason: how many, on how many hosts, and an example message."""
 
     code: str
@@ -120,8 +121,8 @@ class Claim:
 @dataclass
 class Placement:
     source: DeviceDescriptor
-    candidates: list[Candidate] = field(default_factory=list)
-    refused: list[Refusal] = field(default_factory=list)
+    candidates: list[FleetCandidate] = field(default_factory=list)
+    refused: list[RefusalGroup] = field(default_factory=list)
     #: host types in the store, distinct capability documents checked exactly (after SQL narrowed them)
     host_types: int = 0
     checked: int = 0
@@ -137,13 +138,13 @@ class Placement:
         }
 
 
-def group(rows: Iterable[tuple[str, str, int, int]]) -> list[Refusal]:
-    """(code, message, types, hosts) per capability -> one Refusal per code, most types first. Host counts add up
+def group(rows: Iterable[tuple[str, str, int, int]]) -> list[RefusalGroup]:
+    """(code, message, types, hosts) per capability -> one RefusalGroup per code, most types first. Host counts add up
     per capability, so a host refused for one reason on two capabilities counts twice (the summary says types and
     the hosts they are on, not distinct hosts)."""
-    groups: dict[str, Refusal] = {}
+    groups: dict[str, RefusalGroup] = {}
     for code, message, types, hosts in rows:
-        refusal = groups.setdefault(code, Refusal(code, message))
+        refusal = groups.setdefault(code, RefusalGroup(code, message))
         refusal.types += types
         refusal.hosts += hosts
     return sorted(groups.values(), key=lambda r: (-r.types, r.code))

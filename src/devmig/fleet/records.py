@@ -5,8 +5,12 @@ placement, claims and the exports read it back."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Literal
 
 from devmig.model.descriptor import DeviceDescriptor, TypeCapability
+
+#: what a published device is (DeviceRecord.kind)
+DeviceKind = Literal["mdev", "pci", "ccw", "vdpa"]
 
 
 @dataclass(frozen=True)
@@ -27,7 +31,7 @@ class TypeRecord:
 class DeviceRecord:
     """One device that exists on the host (an mdev, a VFIO PCI function, a vDPA device)."""
 
-    kind: str  # mdev, pci, ccw, vdpa
+    kind: DeviceKind
     name: str  # UUID, PCI address, bus id, vDPA device name
     parent: str | None
     type_id: str | None

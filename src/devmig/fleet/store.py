@@ -27,7 +27,7 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, cast
+from typing import Any, cast, get_args
 from urllib.parse import quote
 
 from sqlalchemy import Connection, Engine, create_engine, delete, event, func, insert, or_, select, update
@@ -35,21 +35,21 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, DBAPIError, NoSuchModuleError, SQLAlchemyError
 
 from devmig.compat import check
-from devmig.compat.plan import Rank, candidate_rank
+from devmig.compat.rank import Rank, candidate_rank
 from devmig.errors import DevmigError, InputError
 from devmig.fleet import schema
 from devmig.fleet.place import (
-    NO_ROOM,
-    Candidate,
+    NO_ROOM_CODE,
     Claim,
+    FleetCandidate,
     Placement,
-    Refusal,
+    RefusalGroup,
     StoredIdentity,
     first_error,
     group,
     identity_reason,
 )
-from devmig.fleet.records import DeviceRecord, HostRecord, TypeRecord
+from devmig.fleet.records import DeviceKind, DeviceRecord, HostRecord, TypeRecord
 from devmig.model.descriptor import Confidence, DeviceDescriptor, TypeCapability
 from devmig.model.verdict import Verdict
 
@@ -313,7 +313,9 @@ class FleetStore:
             )
         )
         devices = tuple(
-            DeviceRecord(kind, dname, parent, type_id, DeviceDescriptor.model_validate_json(desc) if desc else None)
+            DeviceRecord(
+                _device_kind(kind), dname, parent, type_id, DeviceDescriptor.model_validate_json(desc) if desc else None
+            )
             for kind, dname, parent, type_id, desc in conn.execute(
                 select(d.c.kind, d.c.name, d.c.parent, d.c.type_id, d.c.descriptor)
                 .where(d.c.host_id == row.id)
@@ -401,7 +403,7 @@ class FleetStore:
 
     def _candidates(
         self, conn: Connection, order: Ranked, limit: int, when: float, exclude: Sequence[str]
-    ) -> list[Candidate]:
+    ) -> list[FleetCandidate]:
         """The best `limit` host types with room. Documents of equal rank are taken together, best first; within
         them host types come by free instances. Claims only lower a free count, so with C active claims the best
         `limit` are among the first `limit + C` by published count: the index walks no further than that."""
@@ -410,7 +412,7 @@ class FleetStore:
         t, h = schema.host_types, schema.hosts
         claimed = self._claimed(conn, when)
         window = limit + sum(claimed.values())
-        out: list[Candidate] = []
+        out: list[FleetCandidate] = []
         for tier in _tiers(order):
             rows = conn.execute(
                 select(h.c.name, t.c.parent, t.c.type_id, t.c.capability_id, t.c.available)
@@ -430,7 +432,7 @@ class FleetStore:
                     continue
                 cap, verdict, rank = order[cap_id]
                 found.append(
-                    Candidate(host, parent, type_id, cap, verdict, rank._replace(fewer_free=-(free or 0)), free)
+                    FleetCandidate(host, parent, type_id, cap, verdict, rank._replace(fewer_free=-(free or 0)), free)
                 )
             found.sort(key=lambda c: (c.free is None, -(c.free or 0), c.host, c.parent))
             out += found[: limit - len(out)]
@@ -440,7 +442,7 @@ class FleetStore:
 
     def _refusals(
         self, conn: Connection, source: DeviceDescriptor, order: Ranked, rejected: list[Rejected], when: float
-    ) -> list[Refusal]:
+    ) -> list[RefusalGroup]:
         """Why the rest cannot: per distinct document, with the host-type and host counts kept on it."""
         c, m, t, h = schema.capabilities, schema.capability_models, schema.host_types, schema.hosts
         models: dict[int, list[str]] = {}
@@ -503,7 +505,9 @@ class FleetStore:
                 full_types += len(full_claimed)
                 full_hosts += len({host for host, _ in full_claimed})
             if full_types:
-                reasons.append((NO_ROOM, "compatible, but no free instance (claims counted)", full_types, full_hosts))
+                reasons.append(
+                    (NO_ROOM_CODE, "compatible, but no free instance (claims counted)", full_types, full_hosts)
+                )
         return group(reasons)
 
     # -- claims -----------------------------------------------------------------------------------------------------
@@ -616,6 +620,12 @@ def _confidence(text: str) -> Confidence:
     if text not in ("declared", "profile", "unverified"):
         raise StoreError(f"a stored capability has confidence {text!r}: the store was written by another program")
     return cast(Confidence, text)
+
+
+def _device_kind(text: str) -> DeviceKind:
+    if text not in get_args(DeviceKind):
+        raise StoreError(f"a stored device has kind {text!r}: the store was written by another program")
+    return cast(DeviceKind, text)
 
 
 def _tiers(order: Ranked) -> list[list[int]]:

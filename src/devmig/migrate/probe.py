@@ -13,8 +13,8 @@ PRE_COPY and PRE_COPY_P2P and fails EINVAL in STOP_COPY.
 Leaving RESUMING makes a driver validate what was loaded, so the probe first saves the device's own state (STOP_COPY
 read to its end) and writes it whenever it enters RESUMING. It ends with a reset, which leaves the device RUNNING.
 
-The expectations (`expect`, `plan`) and the comparison (`compare`) are pure; `run_probe` does the I/O through the
-MigrationDevice seam, so the simulator's drivers and the kernel's answer the same questions.
+The expectations (`expect`, `expectations`) and the comparison (`compare`) are pure; `run_probe` does the I/O
+through the MigrationDevice seam, so the simulator's drivers and the kernel's answer the same questions.
 """
 
 from __future__ import annotations
@@ -113,7 +113,7 @@ def reachable(flags: int) -> list[MigState]:
     return [s for s in MigState if fsm.supported(s, flags)]
 
 
-def plan(flags: int) -> list[Expectation]:
+def expectations(flags: int) -> list[Expectation]:
     """Every request the probe makes: each reachable state to each state (ERROR and unsupported ones included)."""
     return [expect(cur, target, flags) for cur in reachable(flags) for target in MigState]
 
@@ -441,7 +441,7 @@ def _kept_session(session: DataFd, state: MigState) -> str | None:
 
 
 def run_probe(device: MigrationDevice, progress: Callable[[str], None] | None = None) -> ProbeReport:
-    """Walk every request of `plan()` on `device` and report each disagreement with the table.
+    """Walk every request of `expectations()` on `device` and report each disagreement with the table.
 
     ProbeError when the device has no migration or its own state cannot be saved. The device is reset at the end
     (RUNNING) whatever happened."""
@@ -464,7 +464,7 @@ def run_probe(device: MigrationDevice, progress: Callable[[str], None] | None = 
         for state in reachable(flags):
             say(f"checking {state.name}")
             report.states.append(walker.check_state(state))
-        for expected in plan(flags):
+        for expected in expectations(flags):
             report.arcs.append(walker.request(expected))
     finally:
         try:

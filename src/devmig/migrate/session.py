@@ -21,7 +21,7 @@ import errno
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 from devmig import __version__
 from devmig.errors import DevmigError, IncompatibleError
@@ -32,6 +32,10 @@ from devmig.migrate.uapi import VFIO_MIGRATION_PRE_COPY as VFIO_MIGRATION_PRE_CO
 from devmig.migrate.uapi import MigState
 
 Role = Literal["source", "destination"]
+#: the steps a session reports progress in (Event.phase)
+Phase = Literal["hello", "verdict", "pre-copy", "stop-copy", "resuming", "loading", "done"]
+#: the device's state at the end of a session (Outcome.state): a MigState name, "" until the session ends
+EndState = Literal["", "ERROR", "STOP", "RUNNING", "STOP_COPY", "RESUMING", "RUNNING_P2P", "PRE_COPY", "PRE_COPY_P2P"]
 
 
 class MigrationError(DevmigError):
@@ -53,7 +57,7 @@ class Event:
     """Progress, for a progress bar or a program (`devmig migrate -j` prints each as a JSON line)."""
 
     role: Role
-    phase: str  # hello, verdict, pre-copy, stop-copy, resuming, loading, done, failed
+    phase: Phase
     bytes: int  # device data so far
     total: int | None = None  # the driver's estimate of the whole, when known
     round: int = 0
@@ -77,7 +81,7 @@ class Outcome:
     role: Role
     device: str
     ok: bool = False
-    state: str = ""  # the device's state at the end
+    state: EndState = ""
     bytes: int = 0  # device data moved
     precopy_bytes: int = 0
     records: int = 0
@@ -101,6 +105,10 @@ Judge = Callable[[dict[str, Any]], Refusal | None]
 def accept_all(hello: dict[str, Any]) -> None:
     """A judge that lets the driver decide (devmig receive --no-check; the kernel tier's driver matrix)."""
     return None
+
+
+def _end_state(device: MigrationDevice) -> EndState:
+    return cast(EndState, device.get_state().name)  # every MigState name is in EndState (tests/sim/test_session.py)
 
 
 def _migration_flags(device: MigrationDevice, role: Role) -> int:
@@ -185,7 +193,7 @@ class Source:
             raise
         fd.close()
         self._finish()
-        self.outcome.ok, self.outcome.state = True, self.device.get_state().name
+        self.outcome.ok, self.outcome.state = True, _end_state(self.device)
         self.outcome.seconds = self.clock() - started
         self.progress(Event("source", "done", self.outcome.bytes, self.outcome.bytes))
         return self.outcome
@@ -271,7 +279,8 @@ class Source:
 
     def _pump(self, fd: DataFd, writer: Writer, limit: int | None, *, precopy: bool) -> int:
         """Read the data_fd into DATA records: up to `limit` bytes in pre-copy, else to the end of the stream."""
-        phase, sent = ("pre-copy" if precopy else "stop-copy"), 0
+        phase: Phase = "pre-copy" if precopy else "stop-copy"
+        sent = 0
         readinto = getattr(fd, "readinto", None)  # a fd that can fill our buffer spares an allocation a chunk
         buffer = memoryview(bytearray(CHUNK)) if readinto is not None else None
         while limit is None or sent < limit:
@@ -308,7 +317,7 @@ class Source:
             self.device.set_state(RUNNING)
         except DevmigError:  # the kernel's EINVAL (VfioError) or the simulator's TransitionError, from ERROR
             self.device.reset()
-        self.outcome.state = self.device.get_state().name
+        self.outcome.state = _end_state(self.device)
 
 
 class Destination:
@@ -361,11 +370,11 @@ class Destination:
             if fd is not None:
                 fd.close()
             self.device.reset()
-            self.outcome.state = self.device.get_state().name
+            self.outcome.state = _end_state(self.device)
             if reply is not None:
                 self._tell(reply, {"ok": False, "error": str(exc) or type(exc).__name__, "bytes": self.outcome.bytes})
             raise
-        self.outcome.ok, self.outcome.state = True, self.device.get_state().name
+        self.outcome.ok, self.outcome.state = True, _end_state(self.device)
         if reply is not None:
             reply.json(Kind.RESULT, {"ok": True, "error": None, "bytes": self.outcome.bytes})
         self.outcome.seconds = self.clock() - started

@@ -27,7 +27,7 @@ _RANGE_RE = re.compile(r"^(-?[0-9]+)-(-?[0-9]+)$")
 _PY_TYPES: dict[ParamType, tuple[type, ...]] = {"bool": (bool,), "int": (int,), "str": (str,)}
 
 
-def type_name(value: object) -> str:
+def param_type_name(value: object) -> str:
     """The parameter type name of a Python value, as the format spells it."""
     if isinstance(value, bool):
         return "bool"
@@ -40,7 +40,7 @@ def type_name(value: object) -> str:
 
 def has_type(ptype: ParamType, value: object) -> bool:
     """True when `value` is of the parameter type (a bool is not an int here)."""
-    return type_name(value) == ptype and isinstance(value, _PY_TYPES[ptype])
+    return param_type_name(value) == ptype and isinstance(value, _PY_TYPES[ptype])
 
 
 def check_value_text(value: object) -> None:
@@ -197,10 +197,10 @@ class ValueSet:
             return None
         if isinstance(self.include, tuple):
             return [rng.to_item() for rng in self.include]
-        return sorted(self.include, key=lambda v: (type_name(v), v))
+        return sorted(self.include, key=lambda v: (param_type_name(v), v))
 
     def excluded_values(self) -> list[ParamValue]:
-        return sorted(self.exclude, key=lambda v: (type_name(v), v))
+        return sorted(self.exclude, key=lambda v: (param_type_name(v), v))
 
     def sample(self) -> ParamValue | None:
         """One member of the set, or None when it is empty."""
@@ -213,7 +213,7 @@ class ValueSet:
             return next(v for v in candidates if v not in self.exclude)
         if isinstance(self.include, tuple):
             return self.include[0].lo if self.include else None
-        return min(self.include, key=lambda v: (type_name(v), v)) if self.include else None
+        return min(self.include, key=lambda v: (param_type_name(v), v)) if self.include else None
 
 
 _JSON_TYPES: dict[ParamType, dict[str, Any]] = {
@@ -267,7 +267,7 @@ class ParamSpec(BaseModel):
             if value is None:
                 continue
             if not has_type(self.type, value):
-                raise ValueError(f"{field} must be of type {self.type}, found {type_name(value)} {value!r}")
+                raise ValueError(f"{field} must be of type {self.type}, found {param_type_name(value)} {value!r}")
             check_value_text(value)
         for item in self.allowed_values or []:
             if self.type == "int":
@@ -275,7 +275,7 @@ class ParamSpec(BaseModel):
                     raise ValueError(f"allowed_values of an int parameter: expected an int or 'lo-hi', found {item!r}")
                 IntRange.parse(item)
             elif not has_type(self.type, item):
-                raise ValueError(f"allowed_values of a {self.type} parameter: found {type_name(item)} {item!r}")
+                raise ValueError(f"allowed_values of a {self.type} parameter: found {param_type_name(item)} {item!r}")
             else:
                 check_value_text(item)
         allowed = self.value_set()

@@ -1,8 +1,8 @@
-"""Preparing the destination: the Python API of `devmig plan`, `prepare`, `release` and `recover`, for callers
-such as Nova or KubeVirt.
+"""Preparing the destination: the Python API of `devmig plan` (`rank`), `prepare`, `release` and `recover`, for
+callers such as Nova or KubeVirt.
 
     from devmig.machine import open_host
-    from devmig.provision import make_plan, prepare, release
+    from devmig.provision import prepare, release
 
     host = open_host()                        # this machine; open_host("sim:beta") for a simulated one
     prepared = prepare(descriptor, host, uuid=wanted_uuid, persist=True)
@@ -16,9 +16,9 @@ from devmig.host.access import Host
 from devmig.host.ops import NoCapacityError
 from devmig.host.profile import Profile, load_profiles
 from devmig.model.descriptor import DeviceDescriptor
+from devmig.provision.candidates import HostCandidate, Ranking, rank_candidates
 from devmig.provision.journal import HostState, Recovered, UnwindError
 from devmig.provision.journal import recover as recover_journals
-from devmig.provision.plan import Candidate, Plan, make_plan
 from devmig.provision.prepare import Prepared, Released, prepare, release
 
 
@@ -27,27 +27,27 @@ def recover(host: Host, *, state_dir: str | None = None) -> list[Recovered]:
     return recover_journals(host.sysfs, HostState.of(host.key, state_dir))
 
 
-def plan(
+def rank(
     source: DeviceDescriptor, host: Host, *, profiles: list[Profile] | None = None, state_dir: str | None = None
-) -> Plan:
+) -> Ranking:
     """`devmig plan`: every candidate on `host` for the source descriptor, judged and ranked; functions that
     earlier prepares claimed are not offered."""
     claimed = HostState.of(host.key, state_dir).claimed()
-    return make_plan(source, host, load_profiles() if profiles is None else profiles, claimed)
+    return rank_candidates(source, host, load_profiles() if profiles is None else profiles, claimed)
 
 
 __all__ = [
-    "Candidate",
+    "HostCandidate",
     "HostState",
     "NoCapacityError",
-    "Plan",
     "Prepared",
+    "Ranking",
     "Recovered",
     "Released",
     "UnwindError",
-    "make_plan",
-    "plan",
     "prepare",
+    "rank",
+    "rank_candidates",
     "recover",
     "release",
 ]

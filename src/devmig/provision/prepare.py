@@ -1,6 +1,6 @@
 """`devmig prepare` and `devmig release`: make the destination device for a source, and take it away again.
 
-A prepare carries out the best plan: it creates the mdev (or claims the function, binding it to its driver through
+A prepare takes the best candidate: it creates the mdev (or claims the function, binding it to its driver through
 driver_override when needed), writes each migration parameter once (the source's value, or the destination's
 off_value), reads each back, and, with `persist`, writes an mdevctl definition. Each change is journaled before it
 is made (devmig.provision.journal); any failure (a refused write, a read-back that differs, a signal, an exception)
@@ -44,9 +44,9 @@ from devmig.host.scan import group_number
 from devmig.host.sysfs import Sysfs, SysfsError
 from devmig.model.descriptor import DeviceDescriptor, TypeCapability
 from devmig.model.params import ParamValue, param_text
+from devmig.provision.candidates import CandidateKind, HostCandidate, rank_candidates
 from devmig.provision.journal import HostState, Journal, UnwindError, undo_all
 from devmig.provision.locks import LOCK_TIMEOUT, parent_lock
-from devmig.provision.plan import Candidate, Kind, make_plan
 from devmig.signals import signals_raise
 
 
@@ -56,7 +56,7 @@ class Prepared:
 
     id: str
     host: str
-    kind: Kind
+    kind: CandidateKind
     device: str
     parent: str
     type: str
@@ -134,7 +134,7 @@ class _Attempt:
         self.host, self.root, self.state, self.id = host, host.sysfs, state, prepare_id
         self.source, self.profiles = source, profiles
 
-    def run(self, cand: Candidate, persist: bool, source_id: str | None, lock_timeout: float) -> Prepared:
+    def run(self, cand: HostCandidate, persist: bool, source_id: str | None, lock_timeout: float) -> Prepared:
         with parent_lock(self.state, cand.parent, lock_timeout):
             journal = Journal(
                 self.state,
@@ -153,7 +153,7 @@ class _Attempt:
                 journal.unwind(self.root)
                 raise
 
-    def _mdev(self, journal: Journal, cand: Candidate, persist: bool) -> Prepared:
+    def _mdev(self, journal: Journal, cand: HostCandidate, persist: bool) -> Prepared:
         assert cand.capability is not None and cand.verdict is not None
         journal.record(f"create mdev {self.id} of type {cand.label}", undo_create_mdev(self.id))
         # Under the lock, create_mdev's own look at available_instances sees what other prepares left.
@@ -172,7 +172,7 @@ class _Attempt:
             persisted = f"/{rel}"
         return Prepared(self.id, self.host.name, "mdev", self.id, cand.parent, cand.type, written, persisted=persisted)
 
-    def _function(self, journal: Journal, cand: Candidate) -> Prepared:
+    def _function(self, journal: Journal, cand: HostCandidate) -> Prepared:
         assert cand.device is not None
         address = cand.device
         taken = self.state.find(address)
@@ -277,12 +277,12 @@ def prepare(
             f"mdev {prepare_id} already exists on {host.name} and devmig did not prepare it: choose another UUID"
         )
     profiles = load_profiles() if profiles is None else profiles
-    plan = make_plan(source, host, profiles, state.claimed())
-    plan.require()
+    ranking = rank_candidates(source, host, profiles, state.claimed())
+    ranking.require()
     attempt = _Attempt(host, state, prepare_id, source, profiles)
-    failures: list[tuple[Candidate, DevmigError]] = []
+    failures: list[tuple[HostCandidate, DevmigError]] = []
     with signals_raise():
-        for cand in plan.candidates:
+        for cand in ranking.candidates:
             try:
                 prepared = attempt.run(cand, persist, source_id, lock_timeout)
             except UnwindError:

@@ -19,7 +19,7 @@ from devmig.migrate.session import Outcome
 from devmig.migrate.transport import migrate_local
 from devmig.model.descriptor import DeviceDescriptor, TypeCapability
 from devmig.model.verdict import Verdict
-from devmig.provision import Candidate, Prepared, make_plan, prepare, release
+from devmig.provision import HostCandidate, Prepared, prepare, rank_candidates, release
 from devmig.sim.lab import Lab, SimHost
 from devmig.sim.vfio import SimVfioDevice
 
@@ -29,7 +29,7 @@ class HostAnswer:
     host: str
     description: str
     #: the best candidate, or the closest refused one (fewest reasons) when none fits
-    candidate: Candidate | None
+    candidate: HostCandidate | None
     #: why there is no candidate at all, or None
     note: str | None = None
 
@@ -83,7 +83,7 @@ def tour(lab: Lab, device: str | None = None) -> Tour:
     result = Tour(lab=lab, source_host=first.name, device=chosen, descriptor=descriptor)
     hosts = {sim.name: lab_host(lab, sim) for sim in list(lab.hosts.values())[1:]}
     for name, host in hosts.items():
-        plan = make_plan(descriptor, host, profiles)
+        plan = rank_candidates(descriptor, host, profiles)
         described = [c for c in plan.rejected if c.verdict is not None]
         closest = plan.best or min(described, key=lambda c: len(c.reasons), default=None)
         note = None if closest else "no assignable type"

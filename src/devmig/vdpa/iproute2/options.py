@@ -14,7 +14,7 @@ LONG = {"Version": "V", "json": "j", "pretty": "p", "help": "h"}
 
 
 @dataclass
-class Options:
+class GetoptResult:
     json: bool = False
     pretty: bool = False
     #: "version" or "help" (stop there, exit 0), "error" (usage, exit 1), None: run the command
@@ -23,7 +23,7 @@ class Options:
     operands: list[str] = field(default_factory=list)
 
 
-def _long(opts: Options, arg: str) -> str | None:
+def _long(opts: GetoptResult, arg: str) -> str | None:
     """One --option: what it does, or None after an error message (glibc's words)."""
     name, eq, _ = arg[2:].partition("=")
     exact = [n for n in LONG if n == name]
@@ -37,10 +37,10 @@ def _long(opts: Options, arg: str) -> str | None:
     return SHORT[LONG[found[0]]]
 
 
-def getopt(args: Sequence[str], *, permute: bool = True) -> Options:
+def getopt(args: Sequence[str], *, permute: bool = True) -> GetoptResult:
     """iproute2's option loop: GNU getopt_long permutes (options may follow the object, `--` ends them) unless
     POSIXLY_CORRECT; -V and -h act at once, the first bad option prints "Unknown option." and the usage."""
-    opts = Options()
+    opts = GetoptResult()
     rest = list(args)
     while rest:
         arg = rest.pop(0)
@@ -69,4 +69,4 @@ def getopt(args: Sequence[str], *, permute: bool = True) -> Options:
     return opts
 
 
-__all__ = ["LONG", "PROG", "SHORT", "Options", "getopt"]
+__all__ = ["LONG", "PROG", "SHORT", "GetoptResult", "getopt"]

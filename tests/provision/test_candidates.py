@@ -1,4 +1,4 @@
-"""`make_plan` on the lab's hosts: the expected choices, the expected refusals, every reason kept."""
+"""`rank_candidates` on the lab's hosts: the expected choices, the expected refusals, every reason kept."""
 
 from __future__ import annotations
 
@@ -11,12 +11,12 @@ from devmig.machine import open_host
 from devmig.machine.lab import LabHost
 from devmig.model.descriptor import DeviceDescriptor, ModelSpec, TypeCapability
 from devmig.model.params import ParamSpec
-from devmig.provision import NoCapacityError, make_plan, plan
+from devmig.provision import NoCapacityError, rank, rank_candidates
 from tests.provision.conftest import GPU, gpu_source, lab_host, vf_source
 
 
 def test_beta_offers_an_identical_type_and_says_why_not_the_others() -> None:
-    result = plan(gpu_source(), open_host("sim:beta"))
+    result = rank(gpu_source(), open_host("sim:beta"))
     best = result.require()
     assert (best.parent, best.type, best.verdict.level if best.verdict else None) == (GPU, "simgpu-2G", "identical")
     assert best.verdict and best.verdict.plan == {"memory": 2048, "aggregator": 2, "pv_mode": "ppgtt"}
@@ -27,7 +27,7 @@ def test_beta_offers_an_identical_type_and_says_why_not_the_others() -> None:
 
 
 def test_gamma_switches_compression_off() -> None:
-    best = plan(gpu_source(), open_host("sim:gamma")).require()
+    best = rank(gpu_source(), open_host("sim:gamma")).require()
     assert best.verdict and best.verdict.level == "compatible"
     assert best.verdict.plan and best.verdict.plan["compression"] is False
 
@@ -42,7 +42,7 @@ def test_gamma_switches_compression_off() -> None:
     ],
 )
 def test_hosts_that_cannot_take_it_give_every_reason(host: str, error: type[DevmigError], reason: str) -> None:
-    result = plan(gpu_source(), open_host(f"sim:{host}"))
+    result = rank(gpu_source(), open_host(f"sim:{host}"))
     assert result.best is None
     with pytest.raises(error) as info:
         result.require()
@@ -51,7 +51,7 @@ def test_hosts_that_cannot_take_it_give_every_reason(host: str, error: type[Devm
 
 
 def test_a_vf_plan_prefers_a_bound_vf_and_infers_the_unbound_ones() -> None:
-    result = plan(vf_source(), open_host("sim:beta"))
+    result = rank(vf_source(), open_host("sim:beta"))
     devices = [(c.device, c.bind, c.inferred_from) for c in result.candidates]
     assert devices[0] == ("0000:3b:00.2", None, None)  # already on the variant driver: no binding change
     assert devices[1:] == [(f"0000:3b:00.{n}", "simnic_vfio_pci", "0000:3b:00.2") for n in (3, 4, 5)]
@@ -60,7 +60,7 @@ def test_a_vf_plan_prefers_a_bound_vf_and_infers_the_unbound_ones() -> None:
 
 def test_a_vf_in_use_claimed_or_on_a_host_driver_is_never_offered() -> None:
     alpha = open_host("sim:alpha")  # 3b:00.2 runs in a VM there; 3b:00.3 is bound and free
-    result = make_plan(vf_source(), alpha, load_profiles("/nonexistent"), claimed={"0000:3b:00.3": "p-1"})
+    result = rank_candidates(vf_source(), alpha, load_profiles("/nonexistent"), claimed={"0000:3b:00.3": "p-1"})
     reasons = {c.device: c.reasons[0] for c in result.rejected}
     assert reasons["0000:3b:00.2"].startswith("open by a VM")
     assert reasons["0000:3b:00.3"] == "claimed by devmig prepare p-1"
@@ -68,7 +68,7 @@ def test_a_vf_in_use_claimed_or_on_a_host_driver_is_never_offered() -> None:
     assert isinstance(alpha, LabHost)
     alpha.sim.kernel.pci["0000:3b:00.4"].driver = "simnic"
     alpha.sysfs.add_link("sys/devices/pci0000:3b/0000:3b:00.4/driver", "sys/bus/pci/drivers/simnic")
-    result = make_plan(vf_source(), alpha, load_profiles("/nonexistent"))
+    result = rank_candidates(vf_source(), alpha, load_profiles("/nonexistent"))
     assert next(c for c in result.rejected if c.device == "0000:3b:00.4").reasons == [
         "bound to the host driver simnic (in use by the host; unbind it to offer it)"
     ]
@@ -89,7 +89,7 @@ def test_two_gpus_are_two_candidates_ranked_by_version_then_changes_then_room() 
         ],
         "h",
     )
-    order = [(c.parent, c.type) for c in plan(gpu_source(), host).candidates]
+    order = [(c.parent, c.type) for c in rank(gpu_source(), host).candidates]
     # same version first (more room first among them), then the closer bugfix, then the newer minor
     assert order == [
         ("0000:00:04.0", "simgpu-2G"),

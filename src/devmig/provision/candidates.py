@@ -1,4 +1,5 @@
-"""`devmig plan`: on a destination host, which device would take the source, and why not the others.
+"""The candidates on one destination host (`devmig plan`): which device would take the source, and why not the
+others.
 
 The candidates of a mediated device are the host's mdev types (one per parent: two GPUs are two candidates); those
 of a PCI function (a VF on a variant driver, type `<driver>:<vendor>:<device>`) are the host's functions with the
@@ -8,7 +9,7 @@ VFIO driver (a function on a host driver, such as a VF that carries the host's o
 Every candidate gets the check's verdict. An unbound function shows its type only once bound, so its capability is
 taken from a sibling on the same driver when there is one (`inferred_from`), else from a profile, else it is
 unknown (no verdict; ranked last); the prepare checks again after binding. Candidates that fail are kept with
-their reasons; the others are ranked (devmig.compat.plan.Rank).
+their reasons; the others are ranked (devmig.compat.rank.Rank).
 """
 
 from __future__ import annotations
@@ -31,13 +32,16 @@ from devmig.model.verdict import Verdict
 #: A PCI function's type, as devmig describes it: "<driver>:<vendor>:<device>".
 FUNCTION_TYPE = re.compile(r"^(?P<driver>[A-Za-z0-9_.-]+):(?P<pci_id>[0-9a-f]{4}:[0-9a-f]{4})$")
 
-Kind = Literal["mdev", "function"]
-NO_ROOM = "no free instance (available_instances is 0)"
+CandidateKind = Literal["mdev", "function"]
+#: the reason a full mdev type is rejected with (a sentence; the fleet's code for it is fleet.place.NO_ROOM_CODE)
+NO_ROOM_MESSAGE = "no free instance (available_instances is 0)"
 
 
 @dataclass
-class Candidate:
-    kind: Kind
+class HostCandidate:
+    """One device of the host that might take the source: an mdev type on a parent, or a PCI function."""
+
+    kind: CandidateKind
     #: the mdev parent, or the physical function of a VF (its own address for a function without one)
     parent: str
     type: str
@@ -81,22 +85,24 @@ class Candidate:
 
 
 @dataclass
-class Plan:
+class Ranking:
+    """Every candidate of one host for the source: the usable ones ranked, the others with their reasons."""
+
     host: str
     source: DeviceDescriptor
     #: usable candidates, best first
-    candidates: list[Candidate]
-    rejected: list[Candidate]
+    candidates: list[HostCandidate]
+    rejected: list[HostCandidate]
     problems: list[str] = field(default_factory=list)
 
     @property
-    def best(self) -> Candidate | None:
+    def best(self) -> HostCandidate | None:
         return self.candidates[0] if self.candidates else None
 
     def reasons(self) -> list[str]:
         return [f"{c.label}: {'; '.join(c.reasons)}" for c in self.rejected] + self.problems
 
-    def require(self) -> Candidate:
+    def require(self) -> HostCandidate:
         """The best candidate, or IncompatibleError with every reason."""
         if self.best is None:
             found = self.reasons() or ["it has no device of this kind"]
@@ -115,15 +121,15 @@ class Plan:
         }
 
 
-def _judge(source: DeviceDescriptor, cand: Candidate) -> None:
+def _judge(source: DeviceDescriptor, cand: HostCandidate) -> None:
     if cand.capability is None:
         return
     cand.verdict = check(source, cand.capability)
     cand.reasons += [f"{f.code}: {f.message}" for f in cand.verdict.errors]
 
 
-def _mdev_candidate(source: DeviceDescriptor, describer: Describer, mtype: MdevType) -> Candidate:
-    cand = Candidate("mdev", mtype.parent, mtype.id, free=mtype.available_instances)
+def _mdev_candidate(source: DeviceDescriptor, describer: Describer, mtype: MdevType) -> HostCandidate:
+    cand = HostCandidate("mdev", mtype.parent, mtype.id, free=mtype.available_instances)
     try:
         cand.capability = describer.type_capability(mtype)
     except DevmigError as exc:
@@ -131,7 +137,7 @@ def _mdev_candidate(source: DeviceDescriptor, describer: Describer, mtype: MdevT
         return cand
     _judge(source, cand)
     if mtype.available_instances == 0:
-        cand.reasons.append(NO_ROOM)
+        cand.reasons.append(NO_ROOM_MESSAGE)
     return cand
 
 
@@ -152,8 +158,8 @@ def _function_candidate(
     fn: PciFunction,
     driver: str,
     sibling: PciFunction | None,
-) -> Candidate:
-    cand = Candidate("function", fn.physfn or fn.address, f"{driver}:{fn.pci_id}", device=fn.address, free=1)
+) -> HostCandidate:
+    cand = HostCandidate("function", fn.physfn or fn.address, f"{driver}:{fn.pci_id}", device=fn.address, free=1)
     if fn.driver != driver:
         cand.bind = driver
     try:
@@ -180,7 +186,7 @@ def _function_candidates(
     driver: str,
     pci_id: str,
     claimed: dict[str, str],
-) -> list[Candidate]:
+) -> list[HostCandidate]:
     same = [fn for fn in inv.pci if fn.pci_id == pci_id]
     sibling = next((fn for fn in same if fn.driver == driver), None)
     out = []
@@ -189,7 +195,7 @@ def _function_candidates(
         if reason is None:
             out.append(_function_candidate(source, describer, fn, driver, sibling))
         else:
-            out.append(Candidate("function", fn.physfn or fn.address, f"{driver}:{pci_id}", fn.address, free=0))
+            out.append(HostCandidate("function", fn.physfn or fn.address, f"{driver}:{pci_id}", fn.address, free=0))
             out[-1].reasons.append(reason)
     return out
 
@@ -198,9 +204,9 @@ def _function_candidates(
 UNKNOWN_RANK = Rank(unusable=0, not_identical=1, changes=1_000, minor_distance=0, bugfix_distance=0, fewer_free=-1)
 
 
-def make_plan(
+def rank_candidates(
     source: DeviceDescriptor, host: Host, profiles: list[Profile], claimed: dict[str, str] | None = None
-) -> Plan:
+) -> Ranking:
     """Every candidate on `host` for `source`, judged and ranked; `claimed` maps functions to their prepare."""
     inv = Inventory.scan(host.sysfs)
     describer = Describer(inv, profiles)
@@ -217,4 +223,4 @@ def make_plan(
         cand.rank = candidate_rank(source, cand.capability, cand.verdict, binding_changes=1 if cand.bind else 0)
     usable.sort(key=lambda c: (c.rank, c.parent, c.type, c.device or ""))
     problems = [str(w) for w in inv.warnings]
-    return Plan(host.name, source, usable, [c for c in found if not c.usable], problems)
+    return Ranking(host.name, source, usable, [c for c in found if not c.usable], problems)
