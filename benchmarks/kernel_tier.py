@@ -47,7 +47,7 @@ def main() -> int:
         env = {**os.environ, "DEVMIG_KERNEL_LAB_CACHE": cache}
         cold, cold_rc = timed(tier, env)
         warm, warm_rc = timed(tier, env)
-        floor, floor_rc = timed([python, "-m", "devmig.testing.kernel_lab", "run", "--quiet", "--", "true"], env)
+        floor, floor_rc = timed([python, "-m", "tests.kernel.lab", "run", "--quiet", "--", "true"], env)
     if cold_rc or warm_rc or floor_rc:
         print(f"kernel_tier.py: a run failed (cold {cold_rc}, warm {warm_rc}, bare boot {floor_rc})", file=sys.stderr)
         return 1

@@ -11,7 +11,7 @@ RUNNING on the destination and its RESULT. The device is devmig.sim.bulk.BulkDev
 Peer: a plain socket copy of the same bytes between the same two processes: `sendall` of 1 MiB slices of the
 source buffer, `recv_into` the destination buffer. No framing, no checksum, no device.
 
-With --tls, a third kind: the same devmig session over mutual TLS 1.3 (devmig.migrate.tls; both sides
+With --tls, a third kind: the same devmig session over mutual TLS 1.3 (devmig.migrate.tls.channel; both sides
 authenticated with certificates from a lab's pre-shared key, the cipher whatever OpenSSL negotiates, AES-GCM as a
 rule), timed from the connect as the others, so its handshake and admission are in the figure.
 
@@ -46,7 +46,7 @@ sys.path.insert(0, str(REPO / "src"))
 
 from devmig.migrate import transport  # noqa: E402
 from devmig.migrate.session import Destination, Source, accept_all  # noqa: E402
-from devmig.migrate.tls import TlsConfig  # noqa: E402
+from devmig.migrate.tls.channel import TlsConfig  # noqa: E402
 from devmig.sim.bulk import BulkDevice  # noqa: E402
 
 BEGIN, END = "<!-- migrate-tcp:begin -->", "<!-- migrate-tcp:end -->"

@@ -14,8 +14,29 @@ from pathlib import Path
 
 import pytest
 
-from devmig.testing import kernel_lab as kl
-from devmig.testing.kernel_lab import KernelPackages, LabAssets, LabUnavailable
+from tests.kernel.lab import assets as lab_assets
+from tests.kernel.lab.assets import LabAssets, default_cache_dir, prepare
+from tests.kernel.lab.console import ConsoleStream, clean_console, command_output, parse_exit_marker
+from tests.kernel.lab.errors import LabUnavailable
+from tests.kernel.lab.guest import render_command_script, render_init
+from tests.kernel.lab.initramfs import newc_archive
+from tests.kernel.lab.modules import (
+    BUILT_MODULES,
+    IN_TREE_MODULES,
+    elf_modinfo,
+    module_name,
+    order_modules,
+    parse_depends,
+)
+from tests.kernel.lab.packages import (
+    KernelPackages,
+    choose_kernel,
+    kernel_abis,
+    parse_apt_policy,
+    parse_apt_search,
+    parse_dpkg_installed,
+)
+from tests.kernel.lab.qemu import qemu_argv
 
 # `apt-cache search --names-only '^linux-(image|headers)-6\.12\..*-amd64(-unsigned)?$'` as bookworm offered it.
 SEARCH = """\
@@ -50,7 +71,7 @@ def policy_text(source: str | None, versions: dict[str, str | None], installed: 
 
 
 def test_apt_search_names() -> None:
-    names = kl.parse_apt_search(SEARCH + "garbage without separator\n")
+    names = parse_apt_search(SEARCH + "garbage without separator\n")
     assert names[0] == "linux-headers-6.12.115+deb12-amd64"
     assert len(names) == 13
 
@@ -58,7 +79,7 @@ def test_apt_search_names() -> None:
 def test_apt_policy() -> None:
     text = policy_text("6.12.117-1~deb12u1", {"linux-headers-6.12.117+deb12-amd64": None}, {"linux-source-6.12": "1.0"})
     text += "qemu-system-x86:amd64:\n  Installed: (none)\n  Candidate: 1:7.2+dfsg-7+deb12u18+b3\n"
-    policy = kl.parse_apt_policy(text)
+    policy = parse_apt_policy(text)
     assert policy["linux-source-6.12"] == ("1.0", "6.12.117-1~deb12u1")
     assert policy["linux-headers-6.12.117+deb12-amd64"] == (None, None)
     assert policy["qemu-system-x86"] == (None, "1:7.2+dfsg-7+deb12u18+b3")
@@ -66,11 +87,11 @@ def test_apt_policy() -> None:
 
 def test_kernel_abis_pairs_unsigned_images_with_headers_newest_first() -> None:
     # cloud/rt/dbg/signed ignored; 6.12.120 has no headers; 6.12.9 sorts numerically, not as text.
-    assert kl.kernel_abis(kl.parse_apt_search(SEARCH)) == ["6.12.117+deb12", "6.12.115+deb12", "6.12.9+deb12"]
+    assert kernel_abis(parse_apt_search(SEARCH)) == ["6.12.117+deb12", "6.12.115+deb12", "6.12.9+deb12"]
 
 
 def test_choose_kernel_takes_the_abi_at_linux_sources_version() -> None:
-    names = kl.parse_apt_search(SEARCH)
+    names = parse_apt_search(SEARCH)
     v117, v115 = "6.12.117-1~deb12u1", "6.12.115-2~deb12u1"
     versions: dict[str, str | None] = {
         "linux-image-6.12.117+deb12-amd64-unsigned": v117,
@@ -78,36 +99,36 @@ def test_choose_kernel_takes_the_abi_at_linux_sources_version() -> None:
         "linux-image-6.12.115+deb12-amd64-unsigned": v115,
         "linux-headers-6.12.115+deb12-amd64": v115,
     }
-    kp = kl.choose_kernel(names, kl.parse_apt_policy(policy_text(v117, versions)))
+    kp = choose_kernel(names, parse_apt_policy(policy_text(v117, versions)))
     assert kp == KernelPackages("6.12.117+deb12", v117)
     assert kp.image == "linux-image-6.12.117+deb12-amd64-unsigned"
     assert kp.headers == "linux-headers-6.12.117+deb12-amd64"
     assert kp.kernel_version == "6.12.117+deb12-amd64"
     # linux-source one update behind the newest image: the three must be the same build.
-    assert kl.choose_kernel(names, kl.parse_apt_policy(policy_text(v115, versions))).abi == "6.12.115+deb12"
+    assert choose_kernel(names, parse_apt_policy(policy_text(v115, versions))).abi == "6.12.115+deb12"
 
 
 def test_choose_kernel_refusals() -> None:
-    names = kl.parse_apt_search(SEARCH)
+    names = parse_apt_search(SEARCH)
     with pytest.raises(LabUnavailable, match=r"apt offers no linux-source-6\.12"):
-        kl.choose_kernel(names, kl.parse_apt_policy(policy_text(None, {})))
+        choose_kernel(names, parse_apt_policy(policy_text(None, {})))
     with pytest.raises(LabUnavailable, match=r"apt offers no linux-image-6\.12\.N"):
-        kl.choose_kernel([], kl.parse_apt_policy(policy_text("6.12.117-1~deb12u1", {})))
+        choose_kernel([], parse_apt_policy(policy_text("6.12.117-1~deb12u1", {})))
     versions: dict[str, str | None] = {"linux-image-6.12.117+deb12-amd64-unsigned": "6.12.117-1~deb12u1"}
     with pytest.raises(LabUnavailable, match=r"no 6.12 image/headers at linux-source-6.12's version 6.12.118-1"):
-        kl.choose_kernel(names, kl.parse_apt_policy(policy_text("6.12.118-1", versions)))
+        choose_kernel(names, parse_apt_policy(policy_text("6.12.118-1", versions)))
 
 
 def test_dpkg_installed() -> None:
     text = "busybox-static ii \nqemu-system-x86 un \nxz-utils:amd64 ii \nlinux-source-6.12 rc \n"
-    assert kl.parse_dpkg_installed(text) == {"busybox-static", "xz-utils"}
+    assert parse_dpkg_installed(text) == {"busybox-static", "xz-utils"}
 
 
 def test_module_names() -> None:
-    assert kl.module_name("vfio-pci-core.ko.xz") == "vfio_pci_core"
-    assert kl.module_name("9pnet_virtio.ko") == "9pnet_virtio"
-    assert kl.parse_depends("vfio-pci-core,vfio") == ["vfio_pci_core", "vfio"]
-    assert kl.parse_depends("") == []
+    assert module_name("vfio-pci-core.ko.xz") == "vfio_pci_core"
+    assert module_name("9pnet_virtio.ko") == "9pnet_virtio"
+    assert parse_depends("vfio-pci-core,vfio") == ["vfio_pci_core", "vfio"]
+    assert parse_depends("") == []
 
 
 def elf_with_modinfo(strings: list[str]) -> bytes:
@@ -130,11 +151,11 @@ def elf_with_modinfo(strings: list[str]) -> bytes:
 
 def test_elf_modinfo() -> None:
     data = elf_with_modinfo(["license=GPL", "depends=vfio-pci-core,vfio", "name=vfio_pci", "alias=a", "alias=b"])
-    info = kl.elf_modinfo(data)
+    info = elf_modinfo(data)
     assert info["depends"] == ["vfio-pci-core,vfio"]
     assert info["alias"] == ["a", "b"]
     with pytest.raises(ValueError, match="ELF64"):
-        kl.elf_modinfo(b"not an elf")
+        elf_modinfo(b"not an elf")
 
 
 # The depends= strings of Debian's 6.12.117 modules and of the ones built out of tree (seen).
@@ -160,25 +181,25 @@ DEPENDS = {
 
 
 def test_order_modules_puts_each_after_its_dependencies() -> None:
-    depends = {name: kl.parse_depends(value) for name, value in DEPENDS.items()}
-    roots = list(reversed([*kl.IN_TREE_MODULES, *kl.BUILT_MODULES]))  # worst case: dependents first
-    order = kl.order_modules(roots, depends)
+    depends = {name: parse_depends(value) for name, value in DEPENDS.items()}
+    roots = list(reversed([*IN_TREE_MODULES, *BUILT_MODULES]))  # worst case: dependents first
+    order = order_modules(roots, depends)
     assert sorted(order) == sorted(DEPENDS)
     for name in order:
         for dep in depends[name]:
             assert order.index(dep) < order.index(name), (dep, name)
-    assert kl.order_modules(["vfio_pci"], depends) == ["vfio", "irqbypass", "vfio_pci_core", "vfio_pci"]
+    assert order_modules(["vfio_pci"], depends) == ["vfio", "irqbypass", "vfio_pci_core", "vfio_pci"]
 
 
 def test_order_modules_refusals() -> None:
     with pytest.raises(LabUnavailable, match=r"module iommufd \(needed by vfio\) not found"):
-        kl.order_modules(["vfio_pci"], {"vfio_pci": ["vfio"], "vfio": ["iommufd"]})
+        order_modules(["vfio_pci"], {"vfio_pci": ["vfio"], "vfio": ["iommufd"]})
     with pytest.raises(LabUnavailable, match="cycle: a -> b -> a"):
-        kl.order_modules(["a"], {"a": ["b"], "b": ["a"]})
+        order_modules(["a"], {"a": ["b"], "b": ["a"]})
 
 
 def test_init_script() -> None:
-    init = kl.render_init(["vfio", "vfio_pci", "mtty"])
+    init = render_init(["vfio", "vfio_pci", "mtty"])
     assert init.startswith("#!/bin/busybox sh\n")
     assert "for m in vfio vfio_pci mtty; do" in init
     assert "mount -t 9p -o trans=virtio,version=9p2000.L,ro,cache=loose host /host" in init
@@ -203,15 +224,13 @@ def test_init_script() -> None:
 def test_command_script_quotes_everything(tmp_path: Path) -> None:
     argv = ["a b", "'q'", "$HOME", "", "*", 'x"y', "line\nbreak"]
     env = {"X": 'it\'s "$(false)"\n2', "EMPTY": ""}
-    script = kl.render_command_script(["printf", "[%s]\\n", *argv], cwd=str(tmp_path), env=env)
+    script = render_command_script(["printf", "[%s]\\n", *argv], cwd=str(tmp_path), env=env)
     done = subprocess.run(["sh", "-c", script + 'printf "unreachable"'], capture_output=True, text=True, check=True)
     assert done.stdout == "".join(f"[{a}]\n" for a in argv)
-    script = kl.render_command_script(
-        ["sh", "-c", 'printf "%s|%s|%s" "$X" "$EMPTY" "$PWD"'], cwd=str(tmp_path), env=env
-    )
+    script = render_command_script(["sh", "-c", 'printf "%s|%s|%s" "$X" "$EMPTY" "$PWD"'], cwd=str(tmp_path), env=env)
     done = subprocess.run(["sh", "-c", script], capture_output=True, text=True, check=True)
     assert done.stdout == f"{env['X']}||{tmp_path}"
-    script = kl.render_command_script(["true"], cwd=str(tmp_path / "missing"), env={})
+    script = render_command_script(["true"], cwd=str(tmp_path / "missing"), env={})
     assert subprocess.run(["sh", "-c", script], capture_output=True, check=False).returncode == 125
 
 
@@ -221,29 +240,29 @@ def test_command_script_quotes_everything(tmp_path: Path) -> None:
 )
 def test_command_script_refusals(command: list[str], cwd: str, env: dict[str, str], message: str) -> None:
     with pytest.raises(ValueError, match=message):
-        kl.render_command_script(command, cwd=cwd, env=env)
+        render_command_script(command, cwd=cwd, env=env)
 
 
 def test_exit_marker_and_command_output() -> None:
     console = (
         "SeaBIOS\nDEVMIG-GUEST-BEGIN\nhello\nno newline at the end\nDEVMIG-GUEST-EXIT=3\n[    3.9] reboot: Power down\n"
     )
-    assert kl.parse_exit_marker(console) == 3
-    assert kl.command_output(console) == "hello\nno newline at the end"
+    assert parse_exit_marker(console) == 3
+    assert command_output(console) == "hello\nno newline at the end"
     # The command printing the marker itself: the last one (the init's) wins.
     console = "DEVMIG-GUEST-BEGIN\nDEVMIG-GUEST-EXIT=0\n\nDEVMIG-GUEST-EXIT=7\n"
-    assert kl.parse_exit_marker(console) == 7
-    assert kl.parse_exit_marker("DEVMIG-GUEST-BEGIN\nKernel panic\n") is None
-    assert kl.command_output("DEVMIG-GUEST-BEGIN\npartial") == "partial"
-    assert kl.command_output("no begin") == ""
+    assert parse_exit_marker(console) == 7
+    assert parse_exit_marker("DEVMIG-GUEST-BEGIN\nKernel panic\n") is None
+    assert command_output("DEVMIG-GUEST-BEGIN\npartial") == "partial"
+    assert command_output("no begin") == ""
 
 
 def test_console_cleaning_is_the_same_in_chunks() -> None:
     raw = "\x1bc\x1b[?7l\x1b[2JSeaBIOS\r\nBooting \u00e9t\u00e9\r\nDEVMIG-GUEST-BEGIN\r\nok\r\n".encode()
     expected = "SeaBIOS\nBooting \u00e9t\u00e9\nDEVMIG-GUEST-BEGIN\nok\n"
-    assert kl.clean_console(raw) == expected
+    assert clean_console(raw) == expected
     for size in (1, 2, 3, 5, 7):
-        stream = kl.ConsoleStream()
+        stream = ConsoleStream()
         text = "".join(stream.feed(raw[i : i + size]) for i in range(0, len(raw), size)) + stream.flush()
         assert text == expected, size
 
@@ -268,7 +287,7 @@ def parse_newc(data: bytes) -> dict[str, tuple[int, bytes, tuple[int, int]]]:
 
 
 def test_newc_archive_round_trip() -> None:
-    archive = kl.newc_archive(
+    archive = newc_archive(
         [
             ("bin", 0o040755, b"", (0, 0)),
             ("dev/console", 0o020600, b"", (5, 1)),
@@ -285,7 +304,7 @@ def test_newc_archive_round_trip() -> None:
 
 def test_qemu_argv(tmp_path: Path) -> None:
     assets = LabAssets("6.12.117+deb12-amd64", tmp_path / "vmlinuz", tmp_path / "initramfs.cpio.gz", tmp_path)
-    argv = kl.qemu_argv(assets, Path("/tmp/a,b"), memory_mb=1024, bios=Path("/usr/share/qemu/qboot.rom"))
+    argv = qemu_argv(assets, Path("/tmp/a,b"), memory_mb=1024, bios=Path("/usr/share/qemu/qboot.rom"))
     joined = " ".join(argv)
     assert "local,path=/,mount_tag=host,security_model=none,readonly=on,multidevs=remap" in argv
     assert "local,path=/tmp/a,,b,mount_tag=results,security_model=none,multidevs=remap" in argv
@@ -295,10 +314,10 @@ def test_qemu_argv(tmp_path: Path) -> None:
 
 def test_default_cache_dir(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.setenv("DEVMIG_KERNEL_LAB_CACHE", str(tmp_path / "c"))
-    assert kl.default_cache_dir() == tmp_path / "c"
+    assert default_cache_dir() == tmp_path / "c"
     monkeypatch.delenv("DEVMIG_KERNEL_LAB_CACHE")
     monkeypatch.setenv("HOME", str(tmp_path))
-    assert kl.default_cache_dir() == tmp_path / ".cache" / "devmig" / "kernel-lab"
+    assert default_cache_dir() == tmp_path / ".cache" / "devmig" / "kernel-lab"
 
 
 def test_warm_prepare_uses_the_stamp_without_apt(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
@@ -308,7 +327,7 @@ def test_warm_prepare_uses_the_stamp_without_apt(monkeypatch: pytest.MonkeyPatch
     (base / "vmlinuz").write_bytes(b"k")
     (base / "initramfs.cpio.gz").write_bytes(b"i")
     order = ["vfio", "mtty"]
-    stamp = {"kernel_version": version, "modules": order, "fingerprint": kl._fingerprint(order)}
+    stamp = {"kernel_version": version, "modules": order, "fingerprint": lab_assets._fingerprint(order)}
     (base / "stamp.json").write_text(json.dumps(stamp))
     (tmp_path / "current.json").write_text(json.dumps({"kernel_version": version}))
     monkeypatch.setattr(shutil, "which", lambda name: f"/usr/bin/{name}")
@@ -316,13 +335,13 @@ def test_warm_prepare_uses_the_stamp_without_apt(monkeypatch: pytest.MonkeyPatch
     def no_apt(log: object) -> None:
         raise AssertionError("apt used on a warm prepare")
 
-    monkeypatch.setattr(kl, "_Apt", no_apt)
+    monkeypatch.setattr(lab_assets, "Apt", no_apt)
     started = time.monotonic()
-    assets = kl.prepare(tmp_path, log=lambda message: None)
+    assets = prepare(tmp_path, log=lambda message: None)
     assert time.monotonic() - started < 0.5
     assert assets == LabAssets(version, base / "vmlinuz", base / "initramfs.cpio.gz", base)
     # A stamp from another recipe (here: another init) is not trusted.
     stamp["fingerprint"] = "old"
     (base / "stamp.json").write_text(json.dumps(stamp))
     with pytest.raises(AssertionError, match="apt used"):
-        kl.prepare(tmp_path, log=lambda message: None)
+        prepare(tmp_path, log=lambda message: None)

@@ -81,13 +81,13 @@ def _unavailable(reason: str) -> None:
 
 @pytest.fixture(scope="session")
 def guest_results(tmp_path_factory: pytest.TempPathFactory) -> GuestResults:
-    from devmig.testing import kernel_lab
+    from tests.kernel import lab
 
     if os.geteuid() != 0:
         _unavailable("needs root (to install Debian's packages and build modules)")
     try:
-        assets = kernel_lab.prepare()
-    except kernel_lab.LabUnavailable as exc:
+        assets = lab.prepare()
+    except lab.LabUnavailable as exc:
         _unavailable(str(exc))
         raise
     results = tmp_path_factory.mktemp("guest-results")
@@ -100,11 +100,11 @@ def guest_results(tmp_path_factory: pytest.TempPathFactory) -> GuestResults:
         "-m",
         "kernel",
         "-rA",
-        f"--junitxml={kernel_lab.GUEST_RESULTS}/junit.xml",
+        f"--junitxml={lab.GUEST_RESULTS}/junit.xml",
         GUEST_DIR,
     ]
     started = time.monotonic()
-    run = kernel_lab.run_in_guest(
+    run = lab.run_in_guest(
         assets,
         command,
         cwd=str(ROOT),

@@ -29,7 +29,9 @@ from devmig.errors import DevmigError, IncompatibleError, InputError
 from devmig.migrate import transport
 from devmig.migrate.fsm import RUNNING, STOP
 from devmig.migrate.session import Destination, Outcome, Source, accept_all
-from devmig.migrate.tls import PSK_MIN, HandshakeError, Role, Settings, TlsConfig, psk_ca, read_psk
+from devmig.migrate.tls.channel import HandshakeError, Role, TlsConfig
+from devmig.migrate.tls.psk import PSK_MIN, psk_ca, read_psk
+from devmig.migrate.tls.settings import Settings
 from devmig.migrate.transport import Address
 from devmig.sim.vfio import DeviceState, SimVfioDevice, StreamHeader
 from tests.cli.conftest import run_devmig

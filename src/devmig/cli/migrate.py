@@ -27,7 +27,7 @@ from devmig.migrate.device import MigrationDevice
 from devmig.migrate.session import Budget, Destination, Judge, Outcome, Source, accept_all
 
 if TYPE_CHECKING:
-    from devmig.migrate.tls import Role, TlsConfig
+    from devmig.migrate.tls.channel import Role, TlsConfig
 
 
 #: where `--listen PORT` listens: this host only; other hosts need an explicit address
@@ -131,10 +131,10 @@ def channel_options(role: Role) -> Callable[[F], F]:
 
 def _channel(role: Role, channel: dict[str, Any]) -> TlsConfig | None:
     """The channel the options and the config file set up; None for plain TCP, after its warning."""
-    from devmig.migrate import tls
+    from devmig.migrate.tls.settings import Settings, settings
 
     config = channel.pop("config", None)
-    resolved = tls.settings(tls.Settings.from_options(**channel), config).config(role)
+    resolved = settings(Settings.from_options(**channel), config).config(role)
     if resolved is None:
         click.echo(INSECURE_WARNING, err=True)
     return resolved

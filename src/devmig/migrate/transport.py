@@ -4,7 +4,7 @@ Each transport is a `Channel` (devmig.migrate.stream) plus a runner that wires a
 TCP is two-way: the receiver answers VERDICT before any state is sent and RESULT once it has loaded the state, so
 the source learns of a refusal up front and of a failed load before it gives up its device. Between hosts the
 connection is authenticated before either side runs: `connect` and `accept` complete the TLS handshake
-(devmig.migrate.tls) and return only a channel to an authenticated peer; plain TCP is there only when the caller
+(devmig.migrate.tls.channel) and return only a channel to an authenticated peer; plain TCP is there only when the caller
 asks for it (`tls=None`). A file is one-way: the check runs when it is restored, still before the device is
 touched. A saved file is written under a temporary name and renamed once whole, so a failed save leaves no partial
 file behind.
@@ -29,7 +29,7 @@ from devmig.migrate.device import MigrationDevice
 from devmig.migrate.fsm import RUNNING
 from devmig.migrate.session import Budget, Destination, Judge, Outcome, Progress, Source, quiet
 from devmig.migrate.stream import MAGIC, Kind, Reader, StreamError, Writer
-from devmig.migrate.tls import HandshakeError, TlsConfig, ssl_detail
+from devmig.migrate.tls.channel import HandshakeError, TlsConfig, ssl_detail
 
 #: seconds of silence after which a peer is taken for gone
 TIMEOUT: Final = 60.0

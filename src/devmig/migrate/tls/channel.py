@@ -1,4 +1,4 @@
-"""The migration channel's authentication: mutual TLS 1.3 with certificates, or with a pre-shared key.
+"""One side of the migration channel: its credentials, the TLS 1.3 handshakes, and the receiver's admission.
 
 Certificates follow libvirt's and QEMU's TLS migration: a directory (libvirt's `migrate_tls_x509_cert_dir`,
 /etc/pki/qemu by default there; QEMU's `tls-creds-x509` `dir=`) holding `ca-cert.pem`, `server-cert.pem` and
@@ -6,13 +6,8 @@ Certificates follow libvirt's and QEMU's TLS migration: a directory (libvirt's `
 sides verify the other (QEMU's `verify-peer=yes`): the receiver requires a sender certificate, the sender checks
 the receiver's certificate against the host name it connects to, or against the name given as `peer` (QEMU's
 `tls-hostname`, libvirt's `tls.destination`), and the receiver may restrict the sender names it admits (`allow`,
-as QEMU's `tls-authz`), matched against the certificate's subject CN and DNS names.
-
-A pre-shared key (labs): Python 3.11's ssl has no TLS-PSK, so both sides derive the same private CA from the key
-(HKDF-SHA256 -> an Ed25519 seed -> a self-signed certificate with fixed fields; Ed25519 signs deterministically, so
-the certificate is identical on both sides), each signs an ephemeral certificate of its own with that CA, and the
-two run ordinary mutual TLS trusting that CA alone: whoever lacks the key cannot present a certificate the other
-accepts.
+as QEMU's `tls-authz`), matched against the certificate's subject CN and DNS names. With a pre-shared key instead
+(devmig.migrate.tls.psk), both sides trust the CA derived from the key.
 
 After its handshake the receiver admits the sender in one line ("ok", or "refused: why"): in TLS 1.3 a client
 completes its handshake before the server has judged the client's certificate, so without that line a refused
@@ -22,21 +17,18 @@ sender would learn of it only as a broken connection, after it had started to ta
 from __future__ import annotations
 
 import contextlib
-import datetime as dt
 import errno
 import os
 import re
 import socket
 import ssl
-import stat
-import tempfile
-import tomllib
 from collections.abc import Iterable
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar, Final, Literal
+from typing import Any, Final, Literal
 
 from devmig.errors import DevmigError, InputError
+from devmig.migrate.tls.psk import PSK_MIN, PSK_NAMES, load_chain, psk_ca, psk_leaf, read_psk
 
 #: server: the receiver (it listens); client: the sender (it connects)
 Role = Literal["server", "client"]
@@ -49,40 +41,15 @@ FILES: Final[dict[Role, tuple[str, str]]] = {
 }
 #: who each role's peer is, in messages
 PEER: Final[dict[Role, str]] = {"server": "the sender", "client": "the receiver"}
-#: read when no --config is given and it exists
-CONFIG: Final = Path("/etc/devmig/migration.toml")
-
-#: a pre-shared key is at least this many bytes of secret; a longer file is not a key
-PSK_MIN: Final = 32
-PSK_MAX: Final = 64 << 10
-#: the names of the ephemeral certificates in PSK mode: the sender checks the receiver's, so a sender's certificate
-#: cannot pose as a receiver's
-PSK_NAMES: Final[dict[Role, str]] = {"server": "devmig-psk-receiver", "client": "devmig-psk-sender"}
-#: fixed inputs of the PSK CA: any change makes a new CA, so they carry a version
-PSK_SALT: Final = b"devmig migration channel"
-PSK_INFO: Final = b"devmig psk ca ed25519 v1"
-PSK_CA_NAME: Final = "devmig pre-shared-key CA"
-PSK_VALID: Final = (dt.datetime(2024, 1, 1, tzinfo=dt.UTC), dt.datetime(9999, 12, 31, 23, 59, 59, tzinfo=dt.UTC))
 
 #: the receiver's admission line: ADMITTED, or REFUSED and the reason
 ADMITTED: Final = b"ok\n"
 REFUSED: Final = b"refused: "
 ADMISSION_MAX: Final = 1024
 
-NO_CHANNEL: Final = (
-    "no authenticated channel is set up: give --tls-dir DIR (libvirt's layout, e.g. /etc/pki/qemu: ca-cert.pem, "
-    "server-cert.pem and server-key.pem on the receiver, client-cert.pem and client-key.pem on the sender) or "
-    "--tls-ca/--tls-cert/--tls-key, or for a lab --psk-file FILE (the same key on both hosts: "
-    "head -c 32 /dev/urandom > FILE; chmod 600 FILE), or set them in "
-    f"{CONFIG} (--config FILE); --insecure sends the device state in the clear"
-)
-
 
 class HandshakeError(DevmigError):
     """The peer did not authenticate (or refused us) before any migration byte was exchanged."""
-
-
-# -- a channel's credentials ------------------------------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
@@ -153,7 +120,7 @@ class TlsConfig:
         ca_key, ca_cert = psk_ca(secret)
         context = _context(role)
         context.load_verify_locations(cadata=ca_cert.public_bytes(serialization.Encoding.PEM).decode())
-        _load_chain(context, *_psk_leaf(role, ca_key, ca_cert))
+        load_chain(context, *psk_leaf(role, ca_key, ca_cert))
         trust = f"the CA derived from {source}: it does not hold the same key"
         return cls(role, context, source, trust, psk=True)
 
@@ -365,269 +332,3 @@ def certificate_names(cert: dict[str, Any] | None) -> list[str]:
     names = [value for rdn in cert.get("subject", ()) for key, value in rdn if key == "commonName"]
     names += [value for kind, value in cert.get("subjectAltName", ()) if kind == "DNS"]
     return list(dict.fromkeys(names))
-
-
-# -- the pre-shared key -----------------------------------------------------------------------------------------------
-
-
-def read_psk(path: str | os.PathLike[str]) -> bytes:
-    """A key file's bytes; refused when shorter than 32 bytes or open to group or others (as ssh refuses a private
-    key that is)."""
-    try:
-        with Path(path).open("rb") as file:
-            info = os.fstat(file.fileno())
-            if not stat.S_ISREG(info.st_mode):
-                raise InputError(f"pre-shared key {path}: not a regular file")
-            if info.st_mode & 0o077:
-                raise InputError(
-                    f"pre-shared key {path} is open to group or others (mode {stat.S_IMODE(info.st_mode):04o}): "
-                    f"chmod 600 {path}"
-                )
-            secret = file.read(PSK_MAX + 1)
-    except OSError as exc:
-        raise InputError(f"cannot read pre-shared key {path}: {exc.strerror or exc}") from None
-    if len(secret) < PSK_MIN:
-        raise InputError(
-            f"pre-shared key {path}: {len(secret)} bytes, at least {PSK_MIN} bytes of secret expected "
-            f"(head -c {PSK_MIN} /dev/urandom > {path})"
-        )
-    if len(secret) > PSK_MAX:
-        raise InputError(f"pre-shared key {path}: larger than {PSK_MAX} bytes: not a key file")
-    return secret
-
-
-def psk_ca(secret: bytes) -> tuple[Any, Any]:
-    """The CA derived from a pre-shared key: (its Ed25519 key, its self-signed certificate), the same for every
-    holder of the key. Every field is fixed, so the certificate is byte for byte the same on both hosts."""
-    from cryptography import x509
-    from cryptography.hazmat.primitives import hashes
-    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-    from cryptography.hazmat.primitives.kdf.hkdf import HKDF
-    from cryptography.x509.oid import NameOID
-
-    seed = HKDF(algorithm=hashes.SHA256(), length=32, salt=PSK_SALT, info=PSK_INFO).derive(secret)
-    key = Ed25519PrivateKey.from_private_bytes(seed)
-    name = x509.Name(
-        [x509.NameAttribute(NameOID.ORGANIZATION_NAME, "devmig"), x509.NameAttribute(NameOID.COMMON_NAME, PSK_CA_NAME)]
-    )
-    public = key.public_key()
-    usage = x509.KeyUsage(False, False, False, False, False, True, True, False, False)  # certificates and CRLs
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(public)
-        .serial_number(1)
-        .not_valid_before(PSK_VALID[0])
-        .not_valid_after(PSK_VALID[1])
-        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
-        .add_extension(usage, critical=True)
-        .add_extension(x509.SubjectKeyIdentifier.from_public_key(public), critical=False)
-        .sign(key, None)
-    )
-    return key, cert
-
-
-def _psk_leaf(role: Role, ca_key: Any, ca_cert: Any) -> tuple[bytes, bytes]:
-    """This process's certificate (PEM) and key (PEM), signed by the PSK CA; the key lives only in memory."""
-    from cryptography import x509
-    from cryptography.hazmat.primitives import serialization
-    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-    from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
-
-    purpose = {"server": ExtendedKeyUsageOID.SERVER_AUTH, "client": ExtendedKeyUsageOID.CLIENT_AUTH}[role]
-    key = Ed25519PrivateKey.generate()
-    now = dt.datetime.now(dt.UTC)
-    name = PSK_NAMES[role]
-    usage = x509.KeyUsage(True, False, False, False, False, False, False, False, False)  # signatures only
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)]))
-        .issuer_name(ca_cert.subject)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - dt.timedelta(days=1))  # a peer whose clock is behind still accepts it
-        .not_valid_after(now + dt.timedelta(days=365))  # a receiver may wait long for its sender
-        .add_extension(x509.SubjectAlternativeName([x509.DNSName(name)]), critical=False)
-        .add_extension(x509.ExtendedKeyUsage([purpose]), critical=False)
-        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-        .add_extension(usage, critical=True)
-        .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()), critical=False)
-        .sign(ca_key, None)
-    )
-    pem = serialization.Encoding.PEM
-    private = key.private_bytes(pem, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
-    return cert.public_bytes(pem), private
-
-
-def _load_chain(context: ssl.SSLContext, cert: bytes, key: bytes) -> None:
-    """ssl loads a certificate and key only from a path: an anonymous memory file, so the key never reaches a
-    filesystem (a private temporary directory where memfd or /proc is missing)."""
-    with contextlib.suppress(OSError, AttributeError):
-        fd = os.memfd_create("devmig-tls", os.MFD_CLOEXEC)
-        try:
-            os.write(fd, cert + key)
-            context.load_cert_chain(f"/proc/self/fd/{fd}")
-            return
-        finally:
-            os.close(fd)
-    with tempfile.TemporaryDirectory(prefix="devmig-tls-") as private:  # mode 0700
-        path = Path(private) / "chain.pem"
-        path.touch(0o600)
-        path.write_bytes(cert + key)
-        context.load_cert_chain(path)
-
-
-# -- settings: the command line's options or a config file's keys -----------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Settings:
-    """How to set up the channel, by the command line's option names (a config file uses the same names, with
-    dashes: `tls-dir = "/etc/pki/qemu"`)."""
-
-    tls_dir: Path | None = None
-    tls_ca: Path | None = None
-    tls_cert: Path | None = None
-    tls_key: Path | None = None
-    psk_file: Path | None = None
-    insecure: bool = False
-    tls_peer: str | None = None
-    tls_allow: tuple[str, ...] = ()
-    #: where they came from, for messages
-    origin: str = "the command line"
-
-    #: the options that choose the channel's mode; the rest name peers
-    CREDENTIALS: ClassVar[tuple[str, ...]] = ("tls_dir", "tls_ca", "tls_cert", "tls_key", "psk_file", "insecure")
-    NAMES: ClassVar[tuple[str, ...]] = ("tls_peer", "tls_allow")
-
-    @classmethod
-    def from_options(cls, **options: Any) -> Settings:
-        """From the CLI's keyword arguments (tls_dir=..., tls_allow=(...), insecure=...; None when not given)."""
-        known = {f.name for f in fields(cls)} - {"origin"}
-        values: dict[str, Any] = {
-            k: (Path(v) if k in cls.CREDENTIALS and isinstance(v, str) else v) for k, v in options.items()
-        }
-        return cls(**{k: v for k, v in values.items() if k in known and v is not None})
-
-    @classmethod
-    def read(cls, path: str | os.PathLike[str]) -> Settings:
-        """A TOML file with the options' names as keys; relative paths are taken from the file's directory."""
-        where = Path(path)
-        try:
-            document = tomllib.loads(where.read_text())
-        except OSError as exc:
-            raise InputError(f"cannot read config file {where}: {exc.strerror or exc}") from None
-        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-            raise InputError(f"config file {where}: not TOML ({exc})") from None
-        values: dict[str, Any] = {}
-        for key, value in document.items():
-            name = key.replace("-", "_")
-            kind = _KEYS.get(name)
-            if kind is None:
-                known = ", ".join(k.replace("_", "-") for k in _KEYS)
-                raise InputError(f"config file {where}: unknown key {key!r} (known: {known})")
-            if not _fits(value, kind):
-                raise InputError(f"config file {where}: {key} must be {_KINDS[kind]}, not {value!r}")
-            values[name] = where.parent / value if kind == "path" else tuple(value) if kind == "names" else value
-        return cls(**values, origin=f"config file {where}")
-
-    def given(self, names: Iterable[str]) -> bool:
-        return any(getattr(self, name) for name in names)
-
-    def over(self, base: Settings) -> Settings:
-        """These settings, with `base` (a config file) for what they leave out: the credentials as a whole (naming
-        any of them on the command line replaces the file's choice), the peer names one by one where they apply."""
-        if not self.given(self.CREDENTIALS):
-            creds = {name: getattr(base, name) for name in self.CREDENTIALS}
-            merged = replace(self, **creds, origin=base.origin)
-        else:
-            merged = self
-        if merged.mode() == "certificates":
-            names = {name: getattr(self, name) or getattr(base, name) for name in self.NAMES}
-            merged = replace(merged, **names)
-        return merged
-
-    def mode(self) -> str | None:
-        """certificates, psk or insecure; None when nothing is chosen. Several: refused."""
-        chosen = [mode for mode, names in _MODES.items() if self.given(names)]
-        if len(chosen) > 1:
-            raise InputError(
-                f"{self.origin}: {' and '.join(_MODE_OPTIONS[m] for m in chosen)} exclude each other: choose "
-                "certificates, a pre-shared key or --insecure"
-            )
-        return chosen[0] if chosen else None
-
-    def config(self, role: Role) -> TlsConfig | None:
-        """The channel for `role`; None for plain TCP (--insecure). InputError when nothing or too much is set."""
-        mode = self.mode()
-        if mode is None:
-            raise InputError(NO_CHANNEL)
-        if mode != "certificates" and self.given(self.NAMES):
-            raise InputError(
-                f"{self.origin}: --tls-peer and --tls-allow name certificate holders; they do not apply to "
-                f"{_MODE_OPTIONS[mode]}"
-            )
-        if mode == "insecure":
-            return None
-        if mode == "psk":
-            assert self.psk_file is not None
-            return TlsConfig.from_psk_file(role, self.psk_file)
-        # each role takes the names meant for it: one config file can serve a host that sends and receives
-        peer = self.tls_peer if role == "client" else None
-        allow = self.tls_allow if role == "server" else ()
-        if self.tls_dir is not None and not (self.tls_ca or self.tls_cert or self.tls_key):
-            return TlsConfig.from_dir(role, self.tls_dir, peer=peer, allow=allow)
-        base = self.tls_dir
-        cert_name, key_name = FILES[role]
-        files = {
-            "--tls-ca": self.tls_ca or (base / CA_FILE if base else None),
-            "--tls-cert": self.tls_cert or (base / cert_name if base else None),
-            "--tls-key": self.tls_key or (base / key_name if base else None),
-        }
-        missing = [option for option, path in files.items() if path is None]
-        if missing:
-            raise InputError(
-                f"{self.origin}: --tls-ca, --tls-cert and --tls-key go together (or --tls-dir DIR with libvirt's "
-                f"file names): {' and '.join(missing)} missing"
-            )
-        ca, cert, key = (path for path in files.values() if path is not None)
-        return TlsConfig.from_files(role, ca, cert, key, peer=peer, allow=allow)
-
-
-#: a config file's keys -> their kind
-_KEYS: Final = {
-    "tls_dir": "path",
-    "tls_ca": "path",
-    "tls_cert": "path",
-    "tls_key": "path",
-    "psk_file": "path",
-    "insecure": "bool",
-    "tls_peer": "str",
-    "tls_allow": "names",
-}
-_KINDS: Final = {"path": "a path (a string)", "bool": "true or false", "str": "a string", "names": "a list of names"}
-_MODES: Final = {
-    "certificates": ("tls_dir", "tls_ca", "tls_cert", "tls_key"),
-    "psk": ("psk_file",),
-    "insecure": ("insecure",),
-}
-_MODE_OPTIONS: Final = {
-    "certificates": "certificates (--tls-*)",
-    "psk": "a pre-shared key (--psk-file)",
-    "insecure": "--insecure",
-}
-
-
-def _fits(value: Any, kind: str) -> bool:
-    if kind == "bool":
-        return isinstance(value, bool)
-    if kind == "names":
-        return isinstance(value, list) and all(isinstance(v, str) and v for v in value)
-    return isinstance(value, str) and bool(value)
-
-
-def settings(given: Settings, config: str | os.PathLike[str] | None) -> Settings:
-    """The command line's settings over the config file's: `config`, or CONFIG when it exists."""
-    path = Path(config) if config is not None else CONFIG if CONFIG.exists() else None
-    return given if path is None else given.over(Settings.read(path))
