@@ -105,6 +105,14 @@ class Host:
     def vdpa_if_any(self) -> VdpaBackend | None:
         """The vdpa family when this host has one, else None: most hosts have none, and discovery lists vDPA
         devices only where there are some."""
+        # Where vdpa() would refuse, said without loading the netlink client (most of `devmig list`'s time).
+        if self.sim is None and self.sysfs.root != "/":
+            return None
+        if self.sim is None:
+            from devmig.host.genl import family_registered
+
+            if family_registered("vdpa") is False:
+                return None
         from devmig.vdpa.backend import VdpaUnavailableError
 
         try:
