@@ -58,7 +58,9 @@ def _list(root: Path, config: bytes) -> None:
     inv = Inventory.scan(sysfs, parts=("mdevs",))
     text = outcome("mdevctl definition", lambda: list_dumpjson(sysfs, inv.mdevs))
     if isinstance(text, str):
-        json.loads(text)  # what it prints is JSON, whatever the definition held
+        printed = json.loads(text)  # what it prints is JSON, whatever the definition held
+        # ... laid out exactly as json.dumps lays it out (list_dumpjson writes the devices itself, for speed)
+        assert text == json.dumps(printed, indent=2, ensure_ascii=False) + "\n"
 
 
 @fuzz(share=0.25)

@@ -1,23 +1,18 @@
 """The package graph of src/devmig is the tree docs/architecture.md draws, and the pure core stays pure.
 
 Every import is walked, those inside functions and under TYPE_CHECKING included: an import deferred for start-up
-time is still an edge. A failure names the importing module, its line and the rule it breaks.
+time is still an edge. A failure names the importing module, its line and the rule it breaks. What the read-only
+commands load at run time (no pydantic, no click on the quick path) is tests/cli/test_read_path_imports.py's.
 """
 
 from __future__ import annotations
 
 import ast
-import json
-import os
-import subprocess
-import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-
-from devmig.testing.sysfs_tree import SysfsTree
 
 SRC = Path(__file__).resolve().parents[2] / "src"
 PACKAGE = SRC / "devmig"
@@ -231,37 +226,3 @@ def test_allowed_edges_pass() -> None:
     assert (
         violations([Edge("devmig.cli.lab", "devmig.tour.story", 1), Edge("devmig.sim.vfio", "devmig.migrate", 1)]) == []
     )
-
-
-#: The read-only listing commands start fast: they never load pydantic (nor the heavy libraries below it).
-READ_PATH = [["list"], ["list", "-j"], ["list", "--format", "mdevctl"], ["types"], ["types", "-j"], ["--help"]]
-HEAVY = ("pydantic", "sqlalchemy", "cryptography", "pyroute2", "yaml", "rich")
-
-PROBE = """
-import json, sys
-from devmig.cli import main
-code = main(sys.argv[1:])
-sys.stdout.flush()
-print("\\nMODULES=" + json.dumps(sorted(m for m in sys.modules if m.split(".")[0] in %r)), file=sys.stderr)
-sys.exit(code)
-"""
-
-
-@pytest.mark.parametrize("args", READ_PATH, ids=" ".join)
-def test_the_read_path_loads_no_heavy_library(args: list[str], tmp_path: Path) -> None:
-    tree = SysfsTree(tmp_path)
-    parent = tree.mdev_parent("0000:00:02.0", tree.pci_function("0000:00:02.0", 0x8086, 0x3E92))
-    tree.mdev_type(parent, "i915-GVTg_V5_4", available_instances=2)
-    tree.mdev(parent, "83b8f4f2-509f-382f-3c1e-e6bfe0fa1001", "i915-GVTg_V5_4")
-    run = subprocess.run(
-        [sys.executable, "-c", PROBE % (HEAVY,), *args, "--sysfs-root", str(tmp_path)]
-        if args != ["--help"]
-        else [sys.executable, "-c", PROBE % (HEAVY,), *args],
-        capture_output=True,
-        text=True,
-        env={**os.environ, "DEVMIG_HOST": ""},
-        check=False,
-    )
-    assert run.returncode == 0, run.stderr
-    loaded = json.loads(run.stderr.rpartition("MODULES=")[2])
-    assert loaded == [], f"devmig {' '.join(args)} loaded {loaded}"

@@ -1,22 +1,24 @@
 """The `devmig` command: thin, lazy, and never a traceback without --debug.
 
 Subcommands live in their own modules and are imported only when run, so `devmig --help` and the fast read-only
-commands do not pay for pydantic and the rest.
+commands do not pay for pydantic and the rest. Nothing here imports click: `main` gives the hot read-only command
+lines (`devmig list|types -j`, `--format mdevctl`, `devmig --help`) to `devmig.cli.quick`, which prints what click
+would without loading it, and everything else to the click group (`devmig.cli.group`).
 """
 
 from __future__ import annotations
 
-import importlib
 import io
 import os
 import sys
 from collections.abc import Sequence
 
-import click
-
-from devmig import __version__
-from devmig.cli.options import Options
 from devmig.errors import DevmigError, ExitCode
+
+#: What `devmig --help` says of devmig, before its options.
+ABOUT = """devmig: predictable live migration of VMs with assigned devices.
+
+Exit codes: 0 ok or compatible, 1 incompatible or refused, 2 bad input or usage, 3 internal error."""
 
 #: name -> (module holding `command`, or "module:attribute", and the one-line help `devmig --help` shows without
 #: importing the module).
@@ -52,38 +54,6 @@ COMMANDS: dict[str, tuple[str, str]] = {
 INTERNAL_ERROR = 3
 
 
-class LazyGroup(click.Group):
-    def list_commands(self, ctx: click.Context) -> list[str]:
-        return list(COMMANDS)
-
-    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
-        entry = COMMANDS.get(cmd_name)
-        if entry is None:
-            return None
-        module, _, attribute = entry[0].partition(":")
-        command = getattr(importlib.import_module(module), attribute or "command")
-        assert isinstance(command, click.Command)
-        return command
-
-    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
-        with formatter.section("Commands"):
-            formatter.write_dl([(name, helptext) for name, (_, helptext) in COMMANDS.items()])
-
-
-@click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
-@click.option("-j", "--json", "json_output", is_flag=True, help="Output JSON for programs.")
-@click.option("-p", "--pretty", is_flag=True, help="Indent JSON output.")
-@click.option("--debug", is_flag=True, help="Show a traceback on errors.")
-@click.version_option(__version__, "-V", "--version", prog_name="devmig")
-@click.pass_context
-def cli(ctx: click.Context, json_output: bool, pretty: bool, debug: bool) -> None:
-    """devmig: predictable live migration of VMs with assigned devices.
-
-    Exit codes: 0 ok or compatible, 1 incompatible or refused, 2 bad input or usage, 3 internal error.
-    """
-    ctx.obj = Options(json=json_output or pretty, pretty=pretty, debug=debug)
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in args or os.environ.get("DEVMIG_DEBUG") == "1"
@@ -92,26 +62,32 @@ def main(argv: Sequence[str] | None = None) -> int:
         # escaped, as Python's stderr does, rather than fail on it.
         sys.stdout.reconfigure(errors="backslashreplace")
     try:
-        result = cli.main(args=args, prog_name="devmig", standalone_mode=False)
+        from devmig.cli.quick import run_quick
+
+        result = run_quick(args)
+        if result is None:
+            from devmig.cli.group import cli
+
+            result = cli.main(args=args, prog_name="devmig", standalone_mode=False)
         return int(result) if isinstance(result, int) else ExitCode.OK
-    except click.ClickException as exc:
-        exc.show()
-        return ExitCode.BAD_INPUT if exc.exit_code == 2 else exc.exit_code
-    except click.exceptions.Abort:
-        click.echo("devmig: interrupted", err=True)
-        return 130
-    except DevmigError as exc:
-        if debug:
-            raise
-        click.echo(f"devmig: error: {exc.message}", err=True)
-        return exc.exit_code
     except BrokenPipeError:
         # The reader went away (`devmig ... | head`): not an error of ours.
         sys.stdout = open(os.devnull, "w")  # noqa: SIM115, PTH123 - keep shutdown from failing on flush
         return ExitCode.OK
     except Exception as exc:
+        import click  # only failures need it here
+
+        if isinstance(exc, click.ClickException):
+            exc.show()
+            return ExitCode.BAD_INPUT if exc.exit_code == 2 else exc.exit_code
+        if isinstance(exc, click.exceptions.Abort):
+            click.echo("devmig: interrupted", err=True)
+            return 130
         if debug:
             raise
+        if isinstance(exc, DevmigError):
+            click.echo(f"devmig: error: {exc.message}", err=True)
+            return exc.exit_code
         click.echo(
             f"devmig: internal error: {type(exc).__name__}: {exc} (run with --debug for a traceback)",
             err=True,

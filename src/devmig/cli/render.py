@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING
 
-import click
+from devmig.cli.echo import echo
 
 if TYPE_CHECKING:
     from devmig.host.devices import ScanWarning
@@ -39,7 +39,7 @@ def table(rows: Iterable[tuple[str, ...]], indent: str = "  ") -> list[str]:
 
 def print_warnings(warnings: Iterable[ScanWarning]) -> None:
     for warning in warnings:
-        click.echo(f"devmig: warning: {warning}", err=True)
+        echo(f"devmig: warning: {warning}", err=True)
 
 
 def warnings_json(warnings: Iterable[ScanWarning]) -> list[dict[str, str]]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import re
 from collections.abc import Callable, Iterator
 from typing import TypeVar
@@ -117,11 +118,12 @@ class Scan:
     def resolve(self, obj: str, rel: str, *, must_exist: bool = False) -> str | None:
         """Where a bus or class link points (a device's canonical path), or None with a warning. A real
         directory in place of the link is its own canonical path."""
-        if not self.root.islink(rel) and self.root.isdir(rel):
-            return rel
         try:
             target = self.root.readlink(rel)
         except SysfsError as exc:
+            # EINVAL is "not a link": asked only then, so the usual entry (a link) costs no lstat
+            if exc.errno == errno.EINVAL and self.root.isdir(rel):
+                return rel
             self.warn(obj, rel, str(exc).removeprefix(f"{rel}: "))
             return None
         if must_exist and not self.root.isdir(target):

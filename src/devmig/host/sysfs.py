@@ -63,7 +63,7 @@ def check_name(rel: str) -> None:
         raise PathEscapeError(f"{rel!r}: a sysfs path may not contain NUL")
     if rel.startswith("/"):
         raise PathEscapeError(f"{rel}: expected a path relative to the sysfs root, found an absolute path")
-    if ".." in rel.split("/"):
+    if ".." in rel and ".." in rel.split("/"):  # the split only when needed: this runs on every read of a scan
         raise PathEscapeError(f"{rel}: '..' would leave the sysfs root")
 
 
@@ -295,7 +295,8 @@ class SysfsRoot(SysfsBase):
             # sysfs makes relative links only; an absolute one is followed as the OS would, out of a fixture root
             resolved = posixpath.normpath(target)
         else:
-            resolved = posixpath.normpath(posixpath.join(posixpath.dirname(host), target))
+            # the link's directory is what precedes its last slash: normpath folds any "//" that leaves
+            resolved = posixpath.normpath(f"{host.rpartition('/')[0]}/{target}")
         if not self._inside(resolved):
             raise PathEscapeError(f"{rel}: link to {target} leaves the sysfs root {self.root}")
         return self.relative(resolved)
@@ -313,7 +314,7 @@ class SysfsRoot(SysfsBase):
             if exc.errno == errno.EINVAL:
                 return None  # not a link
             raise SysfsError(f"{rel}: cannot read link: {why(exc)}", exc.errno) from None
-        name = posixpath.basename(target.rstrip("/"))
+        name = target.rstrip("/").rpartition("/")[2]  # posixpath.basename, without its call overhead
         if name in ("", ".", ".."):
             return posixpath.basename(self.readlink(rel))
         return name

@@ -59,6 +59,14 @@ class KernelHost:
         return NetlinkVdpa()
 
     def vdpa_if_any(self) -> VdpaBackend | None:
+        # Said without loading the netlink client where the answer is known: under a root vdpa() would refuse,
+        # and most hosts have no vdpa family (pyroute2's import was most of `devmig list`'s time).
+        if self.sysfs.root != "/":
+            return None
+        from devmig.vdpa.genl import family_registered
+
+        if family_registered("vdpa") is False:
+            return None
         from devmig.vdpa.backend import VdpaUnavailableError
 
         try:
