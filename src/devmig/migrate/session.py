@@ -28,8 +28,7 @@ from devmig.errors import DevmigError, IncompatibleError
 from devmig.migrate.device import DataFd, MigrationDevice, VfioError
 from devmig.migrate.fsm import PRE_COPY, RESUMING, RUNNING, STOP, STOP_COPY
 from devmig.migrate.stream import CHUNK, Kind, Limits, Reader, Record, StreamError, Writer
-from devmig.migrate.uapi import VFIO_MIGRATION_PRE_COPY as VFIO_MIGRATION_PRE_COPY
-from devmig.migrate.uapi import MigState
+from devmig.migrate.uapi import VFIO_MIGRATION_PRE_COPY, MigState
 
 Role = Literal["source", "destination"]
 #: the steps a session reports progress in (Event.phase)
