@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shlex
 from typing import TYPE_CHECKING
 
 import click
@@ -14,7 +15,8 @@ from devmig.errors import ExitCode
 
 if TYPE_CHECKING:
     from devmig.model import DeviceDescriptor
-    from devmig.tour.story import HostAnswer
+    from devmig.provision import Prepared
+    from devmig.tour.story import HostAnswer, Tour
 
 
 def _why(answer: HostAnswer, source: DeviceDescriptor) -> str:
@@ -55,7 +57,8 @@ def command(
     lab_name: str, device: str | None, reset: bool, state_dir: str | None, json_output: bool, pretty: bool
 ) -> int:
     """Start a simulated lab, pick a running device on its first host, show which other hosts can take it and
-    why, and prepare it on the best one (released again). Exit 0 when some host can, 1 when none can.
+    why, prepare it on the best one that accepts it, move its state there and release it. Exit 0 when some host
+    took it, 1 when none can.
 
     The story always starts from the lab file; `devmig --host sim:HOST ...` commands keep their changes between
     runs until --reset."""
@@ -90,13 +93,15 @@ def command(
                     for a in story.answers
                 ],
                 "best": best.host if best else None,
+                "refused": [{"host": host, "reason": reason} for host, reason in story.refused],
+                "destination": story.destination.host if story.destination else None,
                 "prepared": story.prepared.to_dict() if story.prepared else None,
                 "migrated": story.moved.json() if story.moved else None,
                 "identical": story.identical,
             },
             opts,
         )
-        return ExitCode.OK if best else ExitCode.REFUSED
+        return ExitCode.OK if story.destination else ExitCode.REFUSED
     d = story.descriptor
     lines = [
         f"Lab {lab.name}: {lab.spec.description}",
@@ -106,7 +111,8 @@ def command(
         f"   devmig describes it as {d.type}, model {d.model or '-'}, driver version {d.software_version},",
         f"   migration parameters {assignments(d.params)}.",
         "",
-        "2. Which host could take it? devmig checks it against every type each host can create:",
+        "2. Which host could take it? devmig checks it against "
+        + ("each host's free functions of its PCI identity:" if story.function else "every type each host can create:"),
     ]
     rows = [("HOST", "TYPE", "VERDICT", "FREE", "WHY")]
     for a in story.answers:
@@ -122,35 +128,62 @@ def command(
         )
     lines += table(rows, indent="   ")
     lines.append("")
+    dest = story.destination
     if best is None:
         lines.append("3. No host can take it: each reason is above.")
     else:
-        assert best.capability is not None and best.verdict is not None
-        lines.append(
-            f"3. Best destination: {best.host} ({best.capability.type}, {best.verdict.level}, "
-            f"{best.capability.available_instances} free)."
-        )
-        done = story.prepared
-        if done is not None:
-            lines += [
-                f"4. devmig prepare on {best.host}: created mdev {done.device} ({done.type}),",
-                f"   wrote {assignments(done.params)}, each read back; for Nova: target_mdevs",
-                f"   {json.dumps(done.mapping()['target_mdevs'])}.",
-            ]
+        lines.append(f"3. Best destination: {_summary(best)}.")
+        for host, reason in story.refused:
+            lines.append(f"   {host} refused the prepare: {reason}")
+        if story.refused:
+            lines.append(f"   Next: {_summary(dest)}." if dest else "   No host accepted the prepare.")
+    done = story.prepared
+    if dest is not None and done is not None:
+        key, mapping = next(iter(done.mapping().items()))
+        made = f"created mdev {done.device}" if done.kind == "mdev" else f"claimed {_function(done)}"
+        lines += [
+            f"4. devmig prepare on {dest.host}: {made} ({done.type}),",
+            f"   wrote {assignments(done.params)}, each read back; for Nova: {key}",
+            f"   {json.dumps(mapping)}.",
+        ]
         moved = story.moved
         if moved is not None:
             rounds = f"{moved.rounds} pre-copy round{'s' if moved.rounds != 1 else ''}"
             lines += [
-                f"5. devmig migrate to {best.host} while the guest kept writing: {size(moved.bytes)} in {rounds},",
+                f"5. devmig migrate to {dest.host} while the guest kept writing: {size(moved.bytes)} in {rounds},",
                 f"   downtime {(moved.downtime or 0) * 1000:.1f} ms; the state arrived "
                 + ("byte for byte." if story.identical else "DIFFERENT (a bug: please report it)."),
             ]
-        if done is not None:
-            lines.append(f"   devmig release then put {best.host} back as it was (each change was journaled first).")
-    lines += [
-        "",
-        "Try: devmig list --host sim:alpha",
-        "  devmig describe --host sim:alpha " + story.device + " | devmig plan - --host sim:gamma",
-    ]
+        lines.append(f"   devmig release then put {dest.host} back as it was (each change was journaled first).")
+    lines += ["", *_try(lab_name, story)]
     click.echo("\n".join(lines))
-    return ExitCode.OK if best else ExitCode.REFUSED
+    return ExitCode.OK if dest else ExitCode.REFUSED
+
+
+def _summary(answer: HostAnswer) -> str:
+    assert answer.capability is not None and answer.verdict is not None
+    cap = answer.capability
+    return f"{answer.host} ({cap.type}, {answer.verdict.level}, {cap.available_instances} free)"
+
+
+def _function(done: Prepared) -> str:
+    """A claimed function as a person names it: a VF (of its PF) or a PCI function, and the binding made."""
+    what = f"VF {done.device} of {done.parent}" if done.parent != done.device else f"PCI function {done.device}"
+    return what + (f", bound to {done.bound}" if done.bound else "")
+
+
+def _try(lab_name: str, story: Tour) -> list[str]:
+    """Commands to go on with, on this lab's hosts: `sim:HOST` names a host of the default lab only."""
+    from devmig.sim.lab import DEFAULT_LAB
+
+    def host(name: str) -> str:
+        return shlex.quote(f"sim:{name}" if lab_name == DEFAULT_LAB else f"sim:{lab_name}/{name}")
+
+    lines = [f"Try: devmig list --host {host(story.source_host)}"]
+    other = story.destination or story.best or next(iter(story.answers), None)
+    if other is not None:
+        lines.append(
+            f"  devmig describe --host {host(story.source_host)} {story.device} | "
+            f"devmig plan - --host {host(other.host)}"
+        )
+    return lines

@@ -1,6 +1,7 @@
-"""The story `devmig lab` tells: one running device of a lab's first host, every other host's answer (the same plan
-`devmig plan` makes), a prepare on the best host, the device's state moved there by a migration session while its
-guest keeps writing, and everything put back so the lab is left as it was."""
+"""The story `devmig lab` tells: one running device of a lab's first host (a vGPU's mdev or a VF on a variant
+driver), every other host's answer (the same plan `devmig plan` makes), a prepare on the best host (the next one
+when that host's driver refuses it), the device's state moved there by a migration session while its guest keeps
+writing, and everything put back so the lab is left as it was."""
 
 from __future__ import annotations
 
@@ -9,9 +10,10 @@ import tempfile
 import threading
 from dataclasses import dataclass, field
 
-from devmig.errors import InputError
+from devmig.errors import IncompatibleError, InputError
 from devmig.host.describe import Describer
 from devmig.host.inventory import Inventory
+from devmig.host.ops import RefusedError
 from devmig.host.profile import load_profiles
 from devmig.machine.lab import lab_host
 from devmig.migrate.identity import describe_destination, judge_for, source_hello
@@ -19,7 +21,8 @@ from devmig.migrate.session import Outcome
 from devmig.migrate.transport import migrate_local
 from devmig.model.descriptor import DeviceDescriptor, TypeCapability
 from devmig.model.verdict import Verdict
-from devmig.provision import HostCandidate, Prepared, prepare, rank_candidates, release
+from devmig.provision import HostCandidate, Prepared, Ranking, UnwindError, prepare, rank_candidates, release
+from devmig.provision.candidates import FUNCTION_TYPE
 from devmig.sim.lab import Lab, SimHost
 from devmig.sim.vfio import SimVfioDevice
 
@@ -53,6 +56,10 @@ class Tour:
     device: str
     descriptor: DeviceDescriptor
     answers: list[HostAnswer] = field(default_factory=list)
+    #: the hosts whose prepare was refused before one succeeded (best first), each with the driver's reason
+    refused: list[tuple[str, str]] = field(default_factory=list)
+    #: the host the device was prepared on: the best one, or the next when the best refused
+    destination: HostAnswer | None = None
     prepared: Prepared | None = None
     #: the source side of the migration to the prepared device
     moved: Outcome | None = None
@@ -61,18 +68,29 @@ class Tour:
     released: bool = False
 
     @property
-    def best(self) -> HostAnswer | None:
+    def function(self) -> bool:
+        """The device is a PCI function (a VF on a variant driver): its candidates are free functions, not types."""
+        return self.descriptor.device_api == "vfio-pci" and FUNCTION_TYPE.fullmatch(self.descriptor.type) is not None
+
+    @property
+    def ranked(self) -> list[HostAnswer]:
+        """The hosts that can take the device, best first."""
         ranked = [
             (a.candidate.rank, i, a)
             for i, a in enumerate(self.answers)
             if a.usable and a.candidate and a.candidate.rank
         ]
-        return min(ranked)[2] if ranked else None
+        return [a for _, _, a in sorted(ranked, key=lambda r: r[:2])]
+
+    @property
+    def best(self) -> HostAnswer | None:
+        ranked = self.ranked
+        return ranked[0] if ranked else None
 
 
 def tour(lab: Lab, device: str | None = None) -> Tour:
     """Describe a running device of the lab's first host (or `device`), plan it on every other host, prepare it on
-    the best one and release it."""
+    the best one that accepts it, move its state there and release it."""
     first = next(iter(lab.hosts.values()))
     if not first.running:
         raise InputError(f"lab {lab.name}: host {first.name} runs no device to migrate")
@@ -86,19 +104,37 @@ def tour(lab: Lab, device: str | None = None) -> Tour:
         plan = rank_candidates(descriptor, host, profiles)
         described = [c for c in plan.rejected if c.verdict is not None]
         closest = plan.best or min(described, key=lambda c: len(c.reasons), default=None)
-        note = None if closest else "no assignable type"
+        note = None if closest else _nothing(plan)
         result.answers.append(HostAnswer(name, lab.hosts[name].spec.description, closest, note))
-    best = result.best
-    if best is not None:
-        # The lab's hosts live in this process only: the prepare's journal and record go to a scratch directory.
-        with tempfile.TemporaryDirectory(prefix="devmig-lab-") as scratch:
-            target = hosts[best.host]
-            result.prepared = prepare(descriptor, target, source_id=chosen, profiles=profiles, state_dir=scratch)
-            if result.prepared.kind == "mdev":
-                _migrate(result, first, target.sim, result.prepared.device)
+    # The lab's hosts live in this process only: the prepare's journal and record go to a scratch directory.
+    with tempfile.TemporaryDirectory(prefix="devmig-lab-") as scratch:
+        for answer in result.ranked:
+            target = hosts[answer.host]
+            try:
+                result.prepared = prepare(descriptor, target, source_id=chosen, profiles=profiles, state_dir=scratch)
+            except UnwindError:
+                raise
+            except (RefusedError, IncompatibleError) as exc:
+                # The plan cannot see every limit (simgpu's aggregator takes more of the pool than the free count
+                # says; the capability document does not tell it), so a refusal moves on, as prepare does within
+                # a host.
+                result.refused.append((answer.host, str(exc)))
+                continue
+            result.destination = answer
+            _migrate(result, first, target.sim, result.prepared.device)
             release(result.prepared.id, target, state_dir=scratch)
             result.released = True
+            break
     return result
+
+
+def _nothing(plan: Ranking) -> str:
+    """Why a host offers no candidate at all: each refused function's reason (a VF open by a VM, one claimed),
+    else that it has no device of the kind."""
+    if plan.rejected:
+        return "; ".join(f"{c.label}: {'; '.join(c.reasons)}" for c in plan.rejected)
+    match = FUNCTION_TYPE.fullmatch(plan.source.type) if plan.source.device_api == "vfio-pci" else None
+    return f"no PCI function {match['pci_id']}" if match else "no assignable type"
 
 
 def _migrate(result: Tour, source_host: SimHost, dest_host: SimHost, target: str) -> None:
