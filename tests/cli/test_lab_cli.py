@@ -79,6 +79,18 @@ def test_bad_labs_are_one_line(tmp_path: Path) -> None:
     broken = tmp_path / "broken.yaml"
     broken.write_text("name: [x\n")
     assert "not valid YAML at line" in run_devmig("lab", "--lab", str(broken)).err
+    surrogate = tmp_path / "surrogate.json"
+    gpu = {
+        "address": "0000:00:02.0",
+        "devices": [{"uuid": RUNNING, "type": "simgpu-1G", "params": {"pv_mode": "\ud800"}}],
+    }
+    surrogate.write_text(json.dumps({"name": "x", "hosts": [{"name": "a", "gpus": [gpu]}, {"name": "b"}]}))
+    result = run_devmig("lab", "--lab", str(surrogate))  # was an internal error: a UnicodeEncodeError in simgpu
+    assert (result.code, result.err) == (
+        2,
+        f"devmig: error: {surrogate}: $.hosts[0].gpus[0].devices[0].params.pv_mode: not UTF-8 text: a lone "
+        "surrogate '\\ud800' at character 0\n",
+    )
 
 
 def test_commands_work_on_lab_hosts() -> None:

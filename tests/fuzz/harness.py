@@ -6,6 +6,8 @@ check the bound itself).
 
 The budget is `DEVMIG_FUZZ_EXAMPLES` cases per parser (default 2000), split among that parser's tests by their
 `share`; `scripts/fuzz` raises it for a long run. With CI=true the cases are derandomized: a CI run is reproducible.
+Elsewhere each run draws its cases from a fresh seed (tests/fuzz/conftest.py), given to hypothesis with `@seed` and
+printed when a test fails: `--hypothesis-seed=N` (hypothesis's own option) replays that run, in CI too.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
-from hypothesis import HealthCheck, settings
+from hypothesis import HealthCheck, seed, settings
 
 from devmig.errors import DevmigError
 
@@ -33,13 +35,17 @@ PROFILE = "devmig-fuzz"
 
 #: cases per parser for the whole suite; each test takes its share
 EXAMPLES = int(os.environ.get(ENV_EXAMPLES) or DEFAULT_EXAMPLES)
-_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+
+#: the seed of this run's cases, set by tests/fuzz/conftest.py before the test modules are imported; None: the cases
+#: are derandomized (CI)
+SEED: int | str | None = None
 
 settings.register_profile(
     PROFILE,
     # a run in CI must be the same run every time; locally, new cases each run (and failures remembered)
-    derandomize=_CI,
-    database=None if _CI else settings.get_profile("default").database,
+    derandomize=CI,
+    database=None if CI else settings.get_profile("default").database,
     # file system work makes timings noisy; the bounds on time are asserted where they matter, not per case
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large, HealthCheck.filter_too_much],
@@ -74,7 +80,7 @@ def fuzz(share: float = 1.0) -> Callable[[F], F]:
 
         test.hypothesis.inner_test = counted  # type: ignore[attr-defined]
         chosen = settings(settings.get_profile(PROFILE), max_examples=max(1, round(EXAMPLES * share)))
-        return chosen(test)
+        return chosen(test) if SEED is None else seed(SEED)(chosen(test))
 
     return decorate
 

@@ -157,3 +157,28 @@ def test_yaml_only_types_are_reported_as_bad_input(tmp_path: Path, text: str) ->
     path.write_text(text)
     with pytest.raises(InputError, match=r"lab\.yaml: \$"):
         load_lab(str(path))
+
+
+@pytest.mark.parametrize(
+    ("text", "suffix", "path"),
+    [
+        ('{"name": "x", "hosts": [{"name": "a", "description": "\\ud800"}]}', ".json", "$.hosts[0].description"),
+        (
+            '{"name": "x", "hosts": [{"name": "a", "gpus": [{"address": "0000:00:02.0", "devices": [{"uuid": '
+            '"6f1c0a2e-3b4d-4c5e-8f90-a1b2c3d4e5f6", "type": "simgpu-1G", "params": {"pv_mode": "a\\udfff"}}]}]}]}',
+            ".json",
+            "$.hosts[0].gpus[0].devices[0].params.pv_mode",
+        ),
+        ('name: x\nhosts:\n  - name: a\n    description: "\\ud800"\n', ".yaml", "$.hosts[0].description"),
+        ('name: x\nhosts:\n  - name: a\n    "k\\ud800": 1\n', ".yaml", '$.hosts[0]["k\\ud800"]'),
+    ],
+    ids=["json-description", "json-mdev-param", "yaml-description", "yaml-key"],
+)
+def test_lone_surrogates_are_refused_at_the_parser(tmp_path: Path, text: str, suffix: str, path: str) -> None:
+    """A "\\ud800" escape decodes to a string the simulated kernel cannot encode: refused with the file and the JSON
+    path, before any host is built (found by a fuzz run outside CI: a UnicodeEncodeError in a simulated driver)."""
+    lab = tmp_path / f"lab{suffix}"
+    lab.write_text(text)
+    with pytest.raises(InputError) as refused:
+        load_lab(str(lab))
+    assert str(refused.value).startswith(f"{lab}: {path}: not UTF-8 text: a lone surrogate")

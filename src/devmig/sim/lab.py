@@ -16,7 +16,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, StrictStr
 
 from devmig.errors import InputError
-from devmig.model.load import validate_document
+from devmig.model.load import json_path, validate_document
 from devmig.sim.drivers import gpu as gpu_driver
 from devmig.sim.drivers.nic import SimNic
 from devmig.sim.drivers.s390 import vfio_ap, vfio_ccw
@@ -232,6 +232,32 @@ def _parse(text: str, origin: str) -> Any:
             loader.dispose()
 
 
+def _refuse_unencodable(document: Any, origin: str) -> None:
+    """Refuse a string that is not text: a lone surrogate ("\\ud800" in JSON or a YAML double-quoted string) decodes
+    to a str that cannot be encoded again, so the simulated kernel could never show it in a sysfs file."""
+    todo: list[tuple[Any, tuple[int | str, ...]]] = [(document, ())]
+    seen: set[int] = set()  # YAML aliases share nodes: walk each once (the node count is bounded, see above)
+    while todo:
+        value, loc = todo.pop()
+        if isinstance(value, str):
+            try:
+                value.encode("utf-8")
+            except UnicodeEncodeError as exc:
+                raise InputError(
+                    f"{origin}: {json_path(loc)}: not UTF-8 text: a lone surrogate "
+                    f"{value[exc.start]!r} at character {exc.start}"
+                ) from None
+        elif isinstance(value, (dict, list)) and id(value) not in seen:
+            seen.add(id(value))
+            children: list[tuple[Any, tuple[int | str, ...]]] = []
+            if isinstance(value, list):
+                children = [(item, (*loc, index)) for index, item in enumerate(value)]
+            for key, item in value.items() if isinstance(value, dict) else ():
+                name = key if isinstance(key, str) else str(key)
+                children += [(key, (*loc, name)), (item, (*loc, name))]
+            todo += reversed(children)  # the first in document order is reported
+
+
 def is_shipped(name_or_path: str) -> bool:
     """A shipped lab's name rather than a lab file's path."""
     if "/" in name_or_path or name_or_path.endswith((".yaml", ".yml", ".json")):
@@ -259,7 +285,9 @@ def load_lab(name_or_path: str = DEFAULT_LAB) -> Lab:
             raise InputError(
                 f"lab {name_or_path}: larger than {MAX_LAB_BYTES // (1024 * 1024)} MiB: expected a lab file"
             )
-    return Lab(validate_document(LabSpec, _parse(text, origin), origin), origin)
+    document = _parse(text, origin)
+    _refuse_unencodable(document, origin)
+    return Lab(validate_document(LabSpec, document, origin), origin)
 
 
 def lab_schema() -> str:
