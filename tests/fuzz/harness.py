@@ -35,7 +35,7 @@ PROFILE = "devmig-fuzz"
 
 #: cases per parser for the whole suite; each test takes its share
 EXAMPLES = int(os.environ.get(ENV_EXAMPLES) or DEFAULT_EXAMPLES)
-CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 
 #: the seed of this run's cases, set by tests/fuzz/conftest.py before the test modules are imported; None: the cases
 #: are derandomized (CI)
@@ -44,8 +44,8 @@ SEED: int | str | None = None
 settings.register_profile(
     PROFILE,
     # a run in CI must be the same run every time; locally, new cases each run (and failures remembered)
-    derandomize=CI,
-    database=None if CI else settings.get_profile("default").database,
+    derandomize=_CI,
+    database=None if _CI else settings.get_profile("default").database,
     # file system work makes timings noisy; the bounds on time are asserted where they matter, not per case
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large, HealthCheck.filter_too_much],
