@@ -22,6 +22,7 @@ from typing import Any, TypeVar
 from hypothesis import HealthCheck, settings
 
 from devmig.errors import DevmigError
+from devmig.testing.ci import in_ci
 
 T = TypeVar("T")
 F = TypeVar("F", bound=Callable[..., object])
@@ -33,7 +34,7 @@ PROFILE = "devmig-fuzz"
 
 #: cases per parser for the whole suite; each test takes its share
 EXAMPLES = int(os.environ.get(ENV_EXAMPLES) or DEFAULT_EXAMPLES)
-_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+_CI = in_ci()
 
 settings.register_profile(
     PROFILE,
