@@ -7,6 +7,7 @@ import pytest
 
 from devmig.host.sysfs import Sysfs, SysfsRoot
 from devmig.machine.lab import forget_labs
+from devmig.testing.ci import missing_prerequisite
 from devmig.testing.sysfs_tree import SysfsTree
 from tests import golden
 from tests.labs import build_lab, build_sim_lab
@@ -27,6 +28,15 @@ def pytest_configure(config: pytest.Config) -> None:
         golden.configure(bool(config.getoption("--regen-golden")))
     except golden.GoldenRefusedError as exc:
         raise pytest.UsageError(str(exc)) from None
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    """`@pytest.mark.prerequisite(missing)`: before any fixture, skip the test for `missing` (fail it in CI)."""
+    for mark in item.iter_markers("prerequisite"):
+        missing = mark.args[0] if mark.args else mark.kwargs.get("missing")
+        if missing is not None:
+            missing_prerequisite(str(missing))
 
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:

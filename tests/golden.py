@@ -14,6 +14,8 @@ import difflib
 import os
 from pathlib import Path
 
+from devmig.testing.ci import in_ci
+
 GOLDEN = Path(__file__).resolve().parent / "golden"
 #: the environment switch (the same as --regen-golden)
 ENV = "DEVMIG_REGEN_GOLDEN"
@@ -29,10 +31,6 @@ class GoldenRefusedError(RuntimeError):
     """Regeneration was asked for under CI."""
 
 
-def under_ci() -> bool:
-    return os.environ.get("CI", "").strip().lower() in ("true", "1", "yes")
-
-
 def regen_requested(option: bool = False) -> bool:
     return option or os.environ.get(ENV, "").strip().lower() not in ("", "0", "false", "no")
 
@@ -40,14 +38,14 @@ def regen_requested(option: bool = False) -> bool:
 def configure(option: bool) -> None:
     """Called once per session by tests/conftest.py: refuses regeneration under CI before any test runs."""
     global _option
-    if regen_requested(option) and under_ci():
+    if regen_requested(option) and in_ci():
         raise GoldenRefusedError(f"golden files are not regenerated under CI (CI=true): {REGEN_HINT} is for a checkout")
     _option = option
 
 
 def regenerating() -> bool:
     # checked again at each use: CI must not rewrite expectations even if configure() was bypassed
-    if regen_requested(_option) and under_ci():
+    if regen_requested(_option) and in_ci():
         raise GoldenRefusedError("golden files are not regenerated under CI (CI=true)")
     return regen_requested(_option)
 

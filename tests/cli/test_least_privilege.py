@@ -278,7 +278,7 @@ def as_nobody(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[st
     )
 
 
-@pytest.mark.skipif(_unprivileged_ready() is not None, reason=_unprivileged_ready() or "")
+@pytest.mark.prerequisite(_unprivileged_ready())
 def test_as_nobody_for_real(shared_dir: Path) -> None:
     """The same commands as a real unprivileged user on a tree root owns: the kernel's own EACCES, no seam."""
     tree = host(shared_dir / "root")
@@ -321,7 +321,7 @@ def test_as_nobody_for_real(shared_dir: Path) -> None:
         assert names in done.stderr and "needs root" in done.stderr, (args, done.stderr)
 
 
-@pytest.mark.skipif(_unprivileged_ready() is not None, reason=_unprivileged_ready() or "")
+@pytest.mark.prerequisite(_unprivileged_ready())
 def test_a_store_nobody_may_write_is_still_read(shared_dir: Path) -> None:
     """place and inventory show read a store its owner publishes to; writing to it (a claim) is refused plainly."""
     tree = host(shared_dir / "store-host")

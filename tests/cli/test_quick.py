@@ -15,6 +15,7 @@ import pytest
 
 import devmig.cli.quick
 from devmig.cli import main
+from devmig.cli.discovery import NOTHING_LISTED
 from devmig.cli.quick import run_quick
 from devmig.testing.sysfs_tree import SysfsTree
 from tests.labs import MTTY, MTTY_UUID, build_lab
@@ -220,3 +221,22 @@ def test_a_reader_that_goes_away_ends_both_paths_alike(tmp_path: Path) -> None:
     quick = _piped(["list", "-j"], tree.root, read_one_byte_and_go)
     slow = _piped(["list", "-j", "-j"], tree.root, read_one_byte_and_go)  # a repeated flag: click runs it
     assert quick == slow == (1, b"")
+
+
+def test_an_empty_host_says_so_on_stderr_and_keeps_stdout(
+    trees: dict[str, Path], capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Nothing to list: both paths say so on stderr; -j stays parseable, --format mdevctl stays mdevctl's `[]`."""
+    root = str(trees["empty"])
+    said = NOTHING_LISTED + "\n"
+    expected = {
+        ("list", "--sysfs-root", root): ("", said),
+        ("list", "-j", "--sysfs-root", root): ('{"devices":[],"warnings":[]}\n', said),
+        ("list", "--format", "mdevctl", "--sysfs-root", root): ("[]\n", ""),
+    }
+    for args, (out, err) in expected.items():
+        quick, slow, taken = _both(args, capsys, monkeypatch)
+        assert taken and quick == slow == Outcome(0, out, err), args
+    assert (trees["empty"] / "sys").is_dir()
+    quick, _, _ = _both(["list", "--sysfs-root", str(trees["lab"])], capsys, monkeypatch)
+    assert NOTHING_LISTED not in quick.err

@@ -16,7 +16,8 @@ from typing import NoReturn
 
 import pytest
 
-from devmig.testing.postgres import PostgresServer, PostgresUnavailable, find_bindir, in_ci, postgres_server
+from devmig.testing.ci import missing_prerequisite
+from devmig.testing.postgres import PostgresServer, PostgresUnavailable, find_bindir, postgres_server
 
 STORE_BACKENDS = ["sqlite", "postgresql"]
 
@@ -25,9 +26,7 @@ _database_numbers = itertools.count(1)
 
 def postgres_missing(error: PostgresUnavailable) -> NoReturn:
     """Skip a test that needs PostgreSQL, or fail it in CI, where a skip would hide a missing install step."""
-    if in_ci():
-        pytest.fail(f"CI=true and PostgreSQL is needed: {error}", pytrace=False)
-    pytest.skip(str(error))
+    missing_prerequisite(f"PostgreSQL is needed: {error}")
 
 
 @pytest.fixture(scope="session")

@@ -150,9 +150,3 @@ def test_the_newest_installed_version_is_found(tmp_path: Path, monkeypatch: pyte
             for name in postgres.REQUIRED_BINARIES:
                 (bindir / name).touch(mode=0o755)
     assert find_bindir(lib_dir=tmp_path, path="") == tmp_path / "15" / "bin"
-
-
-@pytest.mark.parametrize(("value", "expected"), [("true", True), ("1", True), ("", False), ("false", False)])
-def test_ci_is_told_by_the_ci_variable(value: str, expected: bool, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("CI", value)
-    assert postgres.in_ci() is expected

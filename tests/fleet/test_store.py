@@ -101,6 +101,37 @@ def test_place_ranks_as_plan_does_and_summarises_the_refusals(store: FleetStore)
     assert placement.checked < len({t.capability.model_dump_json() for r in store.hosts() for t in r.types})
 
 
+def test_a_type_published_while_placing_is_reported_not_checked(
+    pg_database: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """gamma publishes after SQL narrowed: its types were never checked, so no reason is guessed for them (they used
+    to be called minor-older, though 1.3.0 is newer than the source). PostgreSQL only: each statement of a READ
+    COMMITTED transaction sees what was committed before it; SQLite reads one snapshot, where gamma is unseen."""
+    with FleetStore.open(pg_database) as store:
+        records = {record.name: record for record in lab_records()}
+        for name in LAB_HOSTS:
+            if name != "gamma":
+                store.publish(records[name])
+        judge = FleetStore._judge
+
+        def judge_then_publish(self: FleetStore, *args: object, **kwargs: object) -> object:
+            judged = judge(self, *args, **kwargs)  # type: ignore[arg-type]
+            store.publish(records["gamma"])
+            return judged
+
+        monkeypatch.setattr(FleetStore, "_judge", judge_then_publish)
+        placement = store.place(gpu_source(), exclude=["alpha"])
+        refused = {r.code: r for r in placement.refused}
+        # gamma's three 1.3.0 types (host counts add up per document: one host each)
+        assert (refused["not-checked"].types, refused["not-checked"].hosts) == (3, 3)
+        assert (
+            "1.3.0" in refused["not-checked"].message
+            and "published while this placement ran" in refused["not-checked"].message
+        )
+        assert refused["minor-older"].types == 3  # delta's 1.1.0 types, and no more
+        assert [c.host for c in placement.candidates] == ["beta"]
+
+
 def sources() -> list[DeviceDescriptor]:
     backend = SimVdpa()
     dev = backend.add("v0", "vdpasim_net", mac="52:54:00:00:00:01")

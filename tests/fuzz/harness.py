@@ -1,8 +1,9 @@
 """What every fuzz test shares: the budget, the property, and the figures a long run reports.
 
 The property: a parser given hostile input returns a result or raises a `DevmigError` with a message; any other
-exception is a bug. Inputs are bounded in size, so memory and time are too (and the tests that feed huge files
-check the bound itself).
+exception is a bug. The tests add what each parser promises where it has both directions or a check: damage is
+detected (a flipped bit in a stream record, a document cut short) and valid input round-trips. Inputs are bounded
+in size, so memory and time are too (and the tests that feed huge files check the bound itself).
 
 The budget is `DEVMIG_FUZZ_EXAMPLES` cases per parser (default 2000), split among that parser's tests by their
 `share`; `scripts/fuzz` raises it for a long run. With CI=true the cases are derandomized: a CI run is reproducible.
@@ -24,6 +25,7 @@ from typing import Any, TypeVar
 from hypothesis import HealthCheck, seed, settings
 
 from devmig.errors import DevmigError
+from devmig.testing.ci import in_ci
 
 T = TypeVar("T")
 F = TypeVar("F", bound=Callable[..., object])
@@ -35,7 +37,7 @@ PROFILE = "devmig-fuzz"
 
 #: cases per parser for the whole suite; each test takes its share
 EXAMPLES = int(os.environ.get(ENV_EXAMPLES) or DEFAULT_EXAMPLES)
-_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+_CI = in_ci()
 
 #: the seed of this run's cases, set by tests/fuzz/conftest.py before the test modules are imported; None: the cases
 #: are derandomized (CI)

@@ -1,5 +1,6 @@
 """Fuzzing the format documents: capability and descriptor JSON as `devmig check` and friends read them, and the
-decisions taken on whatever parses (check, plan, baseline)."""
+decisions taken on whatever parses (check, plan, baseline). What the parser promises is held too: a document that
+parses reads back the same from the JSON devmig writes of it, and a document cut short is refused."""
 
 from __future__ import annotations
 
@@ -68,6 +69,33 @@ def test_mutated_examples_and_the_decisions_on_them(cap_doc: Any, source_doc: An
         if not isinstance(verdict, DevmigError):
             # what the CLI prints must be JSON
             json.loads(verdict.model_dump_json())
+
+
+@fuzz(share=0.1)
+@given(FORMATS, st.data())
+def test_a_parsed_document_reads_back_the_same(
+    cls: type[TypeCapability] | type[DeviceDescriptor], data: st.DataObject
+) -> None:
+    """parse(render(x)) == x, with render as the commands write a document (describe, capabilities)."""
+    docs = CAPABILITIES if cls is TypeCapability else DESCRIPTORS
+    doc = data.draw(mutated(docs, max_mutations=1) | st.sampled_from(docs))
+    parsed = _parse(cls, json.dumps(doc).encode())
+    if not isinstance(parsed, (TypeCapability, DeviceDescriptor)):
+        return
+    for rendered in (parsed.model_dump_json(), parsed.model_dump_json(exclude_none=True, indent=2)):
+        assert parse_document(cls, rendered, "rendered.json") == parsed
+
+
+@fuzz(share=0.1)
+@given(FORMATS, st.data())
+def test_a_document_cut_short_is_refused(
+    cls: type[TypeCapability] | type[DeviceDescriptor], data: st.DataObject
+) -> None:
+    docs = CAPABILITIES if cls is TypeCapability else DESCRIPTORS
+    text = json.dumps(data.draw(st.sampled_from(docs)), indent=data.draw(st.sampled_from([None, 2]))).encode()
+    cut = data.draw(st.integers(0, len(text) - 1))
+    got = _parse(cls, text[:cut])
+    assert isinstance(got, InputError), f"{cls.__name__} cut at byte {cut} of {len(text)} was accepted"
 
 
 # -- files, as the CLI reads them -----------------------------------------------------------------------------------

@@ -17,7 +17,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from devmig.errors import InputError
-from devmig.sim.lab import MAX_LAB_BYTES, load_lab
+from devmig.sim.lab import MAX_LAB_BYTES, Lab, load_lab
 from tests.fuzz.harness import fuzz, outcome
 from tests.fuzz.strategies import damaged_text, json_values, mutated
 
@@ -82,6 +82,28 @@ def test_mutated_labs(doc: Any, as_yaml: bool) -> None:
         _load(yaml.safe_dump(doc, allow_unicode=True).encode("utf-8", "surrogatepass"), ".yaml")
     else:
         _load(json.dumps(doc).encode(), ".json")
+
+
+@fuzz(share=0.05)
+@given(mutated(SMALL, max_mutations=1) | st.sampled_from(SMALL), st.booleans())
+def test_a_loaded_lab_reads_back_the_same(doc: Any, as_yaml: bool) -> None:
+    """A lab that loads, written out again (JSON or YAML), loads to the same lab."""
+    lab = _load(json.dumps(doc).encode(), ".json")
+    if not isinstance(lab, Lab):
+        return
+    again = lab.spec.model_dump(mode="json")
+    text = yaml.safe_dump(again, allow_unicode=True) if as_yaml else json.dumps(again)
+    reread = _load(text.encode(), ".yaml" if as_yaml else ".json")
+    assert isinstance(reread, Lab) and reread.spec == lab.spec
+
+
+@fuzz(share=0.05)
+@given(st.sampled_from(SMALL), st.data())
+def test_a_json_lab_cut_short_is_refused(doc: Any, data: st.DataObject) -> None:
+    """JSON, unlike YAML, has no prefix that is a whole document: a cut lab file is never taken for a smaller lab."""
+    text = json.dumps(doc).encode()
+    cut = data.draw(st.integers(0, len(text) - 1))
+    assert isinstance(_load(text[:cut], ".json"), InputError), f"lab cut at byte {cut} of {len(text)} was loaded"
 
 
 # -- bombs and giants: each refused quickly, in little memory -------------------------------------------------------

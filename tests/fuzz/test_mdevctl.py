@@ -1,5 +1,5 @@
 """Fuzzing mdevctl-format input: the definitions in etc/mdevctl.d that `devmig list --format mdevctl` reads back as
-mdevctl does. A definition mdevctl cannot parse is ignored, never a crash."""
+mdevctl does. A definition mdevctl cannot parse is ignored, never a crash; a valid one is shown as it was written."""
 
 from __future__ import annotations
 
@@ -52,7 +52,7 @@ def tree() -> Iterator[Path]:
         yield built.root
 
 
-def _list(root: Path, config: bytes) -> None:
+def _list(root: Path, config: bytes) -> Any:
     (root / CONFIG).write_bytes(config)
     sysfs = SysfsRoot(root)
     inv = Inventory.scan(sysfs, parts=("mdevs",))
@@ -61,6 +61,8 @@ def _list(root: Path, config: bytes) -> None:
         printed = json.loads(text)  # what it prints is JSON, whatever the definition held
         # ... laid out exactly as json.dumps lays it out (list_dumpjson writes the devices itself, for speed)
         assert text == json.dumps(printed, indent=2, ensure_ascii=False) + "\n"
+        return printed
+    return None
 
 
 @fuzz(share=0.25)
@@ -89,3 +91,21 @@ def test_damaged_definitions_and_serde_edges(tree: Path, data: st.DataObject) ->
         at = data.draw(st.integers(0, len(text)))
         text = text[:at] + data.draw(st.sampled_from(SERDE_EDGES)) + text[at:]
     _list(tree, data.draw(damaged_text(text)))
+
+
+#: attribute names and values as mdevctl writes them: text, no NUL (a sysfs path component and a write)
+ATTR_TEXT = st.text(st.characters(codec="utf-8", exclude_characters="\0/"), min_size=1, max_size=12)
+DEFINITIONS_VALID = st.fixed_dictionaries(
+    {
+        "mdev_type": st.just("mtty-2"),
+        "start": st.sampled_from(["auto", "manual"]),
+        "attrs": st.lists(st.dictionaries(ATTR_TEXT, ATTR_TEXT, min_size=1, max_size=1), max_size=4),
+    }
+)
+
+
+@fuzz(share=0.1)
+@given(DEFINITIONS_VALID)
+def test_a_valid_definition_is_listed_as_written(tree: Path, definition: dict[str, Any]) -> None:
+    printed = _list(tree, json.dumps(definition).encode())
+    assert printed == [{"mtty": [{UUID: definition}]}]

@@ -1,7 +1,9 @@
 """Fuzzing the migration stream's reader (devmig.migrate.stream): random bytes, streams a Writer made then damaged,
 and well-framed records whose payloads are hostile. Reading a stream to its end must give records or a StreamError
-(a DevmigError); the JSON records must give a dict or a StreamFormatError. The session's own bounds (sizes against
-the announced state, an endless or a slow peer) are tested with the session, not here."""
+(a DevmigError); the JSON records must give a dict or a StreamFormatError. What the stream promises is held too:
+what a Writer wrote reads back the same, any flipped bit in a record is a StreamFormatError (its CRC32C, length or
+header), and a stream cut anywhere never reads as whole. The session's own bounds (sizes against the announced
+state, an endless or a slow peer) are tested with the session, not here."""
 
 from __future__ import annotations
 
@@ -13,7 +15,17 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from devmig.errors import DevmigError
-from devmig.migrate.stream import END, Flag, Kind, Reader, Writer, frame, preamble
+from devmig.migrate.stream import (
+    END,
+    PREAMBLE,
+    Flag,
+    Kind,
+    Reader,
+    StreamError,
+    Writer,
+    frame,
+    preamble,
+)
 from tests.fuzz.harness import fuzz, outcome
 from tests.fuzz.strategies import damaged_text, json_values
 
@@ -90,6 +102,47 @@ def test_damaged_streams(hello: dict[str, Any], payloads: list[bytes], end: bool
     assert kinds[-1:] == ([Kind.END] if end else [Kind.DATA] if payloads else [Kind.HELLO])
     damaged, step = data.draw(damaged_text(good)), data.draw(st.integers(1, 64))
     outcome("stream", lambda: read_everything(damaged, step))
+
+
+@fuzz(share=0.1)
+@given(hellos, payload_lists, st.integers(1, 64))
+def test_what_a_writer_wrote_reads_back_the_same(hello: dict[str, Any], payloads: list[bytes], step: int) -> None:
+    reader = Reader(Channel(written(hello, payloads), step))
+    first = reader.expect(Kind.HELLO)
+    assert first.json() == json.loads(json.dumps(hello))  # what JSON keeps of it (a tuple is a list, say)
+    for index, payload in enumerate(payloads):
+        record = reader.expect(Kind.DATA)
+        assert bytes(record.payload) == payload
+        assert bool(record.flags & Flag.PRECOPY) == (index % 2 == 0)
+    reader.check_end(reader.expect(Kind.END))
+    assert reader.next() is None
+
+
+@fuzz(share=0.1)
+@given(hellos, payload_lists, st.data())
+def test_a_flipped_bit_in_a_record_is_detected(
+    hello: dict[str, Any], payloads: list[bytes], data: st.DataObject
+) -> None:
+    """Past the preamble every byte is covered: the header's first 8 and the payload by the CRC32C, the CRC itself,
+    the length by what it makes the reader take as payload. So the damage is refused, never read as data."""
+    good = bytearray(written(hello, payloads))
+    at = data.draw(st.integers(PREAMBLE.size, len(good) - 1))
+    good[at] ^= 1 << data.draw(st.integers(0, 7))
+    got = outcome("stream", lambda: read_everything(bytes(good)))
+    assert isinstance(got, StreamError), f"a flipped bit at byte {at} read as {got}"
+
+
+@fuzz(share=0.1)
+@given(hellos, payload_lists, st.data())
+def test_a_cut_stream_never_reads_as_whole(hello: dict[str, Any], payloads: list[bytes], data: st.DataObject) -> None:
+    """Cut inside a record: a StreamError saying so; cut between records: the records before, and no END."""
+    good = written(hello, payloads)
+    cut = data.draw(st.integers(0, len(good) - 1))
+    got = outcome("stream", lambda: read_everything(good[:cut]))
+    if not isinstance(got, DevmigError):
+        assert Kind.END not in got, f"cut at byte {cut} of {len(good)} read as a whole stream"
+    elif cut > PREAMBLE.size:
+        assert "cut inside" in str(got), got
 
 
 @st.composite

@@ -10,6 +10,7 @@ import shutil
 import struct
 import subprocess
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
@@ -29,8 +30,10 @@ from tests.kernel.lab.modules import (
     parse_depends,
 )
 from tests.kernel.lab.packages import (
+    Apt,
     KernelPackages,
     choose_kernel,
+    install_uapi_headers,
     kernel_abis,
     parse_apt_policy,
     parse_apt_search,
@@ -117,6 +120,44 @@ def test_choose_kernel_refusals() -> None:
     versions: dict[str, str | None] = {"linux-image-6.12.117+deb12-amd64-unsigned": "6.12.117-1~deb12u1"}
     with pytest.raises(LabUnavailable, match=r"no 6.12 image/headers at linux-source-6.12's version 6.12.118-1"):
         choose_kernel(names, parse_apt_policy(policy_text("6.12.118-1", versions)))
+
+
+class RecordingApt(Apt):
+    """apt answering from SEARCH and a policy at 6.12.117, recording what it is asked to install."""
+
+    def __init__(self, installed: set[str]) -> None:
+        self.log = lambda message: None
+        self.updated = False
+        self.present = installed
+        self.installs: list[list[str]] = []
+
+    def search(self, pattern: str) -> list[str]:
+        return parse_apt_search(SEARCH)
+
+    def policy(self, packages: Sequence[str]) -> dict[str, tuple[str | None, str | None]]:
+        v117 = "6.12.117-1~deb12u1"
+        versions: dict[str, str | None] = {
+            "linux-image-6.12.117+deb12-amd64-unsigned": v117,
+            "linux-headers-6.12.117+deb12-amd64": v117,
+        }
+        return parse_apt_policy(policy_text(v117, versions))
+
+    def installed(self, packages: Sequence[str]) -> set[str]:
+        return self.present & set(packages)
+
+    def install(self, packages: Sequence[str]) -> None:
+        self.installs.append(list(packages))
+
+
+def test_the_uapi_headers_of_the_lab_kernel_are_installed_once() -> None:
+    """scripts/setup's `kernel-lab headers`: the common headers of the kernel the lab would boot, nothing else."""
+    apt = RecordingApt(set())
+    kp = install_uapi_headers(apt)
+    assert kp.common_headers == "linux-headers-6.12.117+deb12-common"
+    assert apt.installs == [["linux-headers-6.12.117+deb12-common"]]
+    apt = RecordingApt({"linux-headers-6.12.117+deb12-common"})
+    install_uapi_headers(apt)
+    assert apt.installs == []
 
 
 def test_dpkg_installed() -> None:

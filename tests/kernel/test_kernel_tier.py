@@ -13,9 +13,11 @@ import time
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NoReturn
 
 import pytest
 
+from devmig.testing.ci import missing_prerequisite
 from tests.paths import ROOT
 
 pytestmark = pytest.mark.kernel
@@ -73,10 +75,8 @@ def _parse_junit(path: Path) -> dict[str, GuestOutcome]:
     return outcomes
 
 
-def _unavailable(reason: str) -> None:
-    if os.environ.get("CI", "").lower() == "true":
-        pytest.fail(f"kernel tier unavailable in CI: {reason}", pytrace=False)
-    pytest.skip(f"kernel tier unavailable: {reason}")
+def _unavailable(reason: str) -> NoReturn:
+    missing_prerequisite(f"kernel tier unavailable: {reason}")
 
 
 @pytest.fixture(scope="session")
@@ -89,7 +89,6 @@ def guest_results(tmp_path_factory: pytest.TempPathFactory) -> GuestResults:
         assets = lab.prepare()
     except lab.LabUnavailable as exc:
         _unavailable(str(exc))
-        raise
     results = tmp_path_factory.mktemp("guest-results")
     command = [
         sys.executable,

@@ -118,9 +118,19 @@ def test_bad_descriptors_name_the_path(doc: Any, message: str) -> None:
         ('{"type": "a", "type": "b"}', "duplicate key 'type'"),
         ('{"x": NaN}', "NaN is not a JSON number"),
         ("[" * 100000 + "]" * 100000, "vm.json: not valid JSON"),
+        # a lone surrogate escape decodes to a str that cannot be encoded again: read, it could never be written
+        ('{"params": {"mode": "\\ud800"}}', "vm.json: $.params.mode: not UTF-8 text: a lone surrogate '\\ud800'"),
+        ('{"api": {"\\udfff": "x"}}', 'vm.json: $.api["\\udfff"]: not UTF-8 text'),
     ],
 )
 def test_unparseable_text(text: str | bytes, message: str) -> None:
     with pytest.raises(InputError) as err:
         parse_document(DeviceDescriptor, text, "vm.json")
     assert message in str(err.value)
+
+
+def test_a_surrogate_pair_is_text() -> None:
+    """Both halves of a pair make one character: only a lone half is refused."""
+    doc = desc_doc(params={"mode": "x"})
+    text = json.dumps(doc).replace('"x"', '"\\ud83d\\ude00"')
+    assert parse_document(DeviceDescriptor, text, "vm.json").params["mode"] == "\U0001f600"

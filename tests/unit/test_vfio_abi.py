@@ -148,7 +148,7 @@ def compile_and_run(tmp: Path, checks: list[Item], include: Path | None = None) 
     return outcome
 
 
-needs_gcc = pytest.mark.skipif(GCC is None, reason="gcc is not installed: cannot compile against <linux/vfio.h>")
+needs_gcc = pytest.mark.prerequisite(None if GCC else "gcc is not installed: cannot compile against <linux/vfio.h>")
 
 
 def test_every_struct_has_a_guard_and_kernel_names() -> None:
@@ -172,7 +172,11 @@ def test_against_the_system_header(tmp_path: Path, record_property: Callable[[st
 
 
 @needs_gcc
-@pytest.mark.skipif(not UAPI_612, reason="no Linux 6.12 uapi headers (/usr/src/linux-headers-6.12*-common)")
+@pytest.mark.prerequisite(
+    None
+    if UAPI_612
+    else "no Linux 6.12 uapi headers (/usr/src/linux-headers-6.12*-common; scripts/setup installs them as root)"
+)
 def test_against_linux_6_12_strictly(tmp_path: Path) -> None:
     """Linux 6.12's vfio.h and iommufd.h (copied alone into inc/linux, so <linux/types.h> is the system's)."""
     uapi = UAPI_612[-1].parent

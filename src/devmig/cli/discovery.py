@@ -65,8 +65,14 @@ def _vdpa_json(dev: VdpaDev) -> dict[str, object]:
     }
 
 
+#: what `devmig list` says on stderr when it lists nothing: an empty table alone looks like a command that failed
+NOTHING_LISTED = "devmig: no assignable devices on this host (mdevs, VFIO PCI functions, vfio-ccw subchannels, vDPA)"
+
+
 def list_devices(host: Host, fmt: str, json_output: bool, pretty: bool) -> int:
-    """`devmig list` on an opened host; `json_output` and `pretty` as the options resolve them."""
+    """`devmig list` on an opened host; `json_output` and `pretty` as the options resolve them. With nothing to list,
+    NOTHING_LISTED goes to stderr; stdout stays what a reader parses (`{"devices": [], ...}` with -j), and
+    `--format mdevctl` stays mdevctl's `[]` with nothing on stderr, as mdevctl prints it."""
     if fmt == "mdevctl":
         from devmig.host.mdevctl import list_dumpjson
 
@@ -86,6 +92,8 @@ def list_devices(host: Host, fmt: str, json_output: bool, pretty: bool) -> int:
         header = ("KIND", "DEVICE", "PARENT", "TYPE", "DRIVER", "IOMMU_GROUP")
         rows = [*(_row(d) for d in devices), *(("vdpa", v.name, v.mgmtdev, v.type, "-", "-") for v in vdpa)]
         echo("\n".join(table([header, *rows], indent="")))
+    if not devices and not vdpa:
+        echo(NOTHING_LISTED, err=True)
     return 0
 
 

@@ -22,6 +22,9 @@ from devmig.model.version import SoftwareVersion
 IDENTITY_CODES = ("device-api-mismatch", "api-mismatch", "model-mismatch", "type-mismatch", "major-mismatch")
 #: the refusal code of compatible types with no free instance (provision's sentence for it: NO_ROOM_MESSAGE)
 NO_ROOM_CODE = "no-free-instance"
+#: the refusal code of a type SQL did not hand to the exact check although its identity gives no error: it was
+#: published while the placement ran (a statement after the narrowing sees it), so nothing is known against it
+NOT_CHECKED_CODE = "not-checked"
 
 
 @dataclass(frozen=True)
@@ -37,7 +40,8 @@ class StoredIdentity:
 
 
 def identity_reason(source: DeviceDescriptor, stored: StoredIdentity) -> tuple[str, str]:
-    """The first error `check` gives a type with this identity (its parameters left aside): (code, message)."""
+    """The first error `check` gives a type with this identity (its parameters left aside): (code, message); or
+    NOT_CHECKED_CODE when the identity gives none, since then the reason SQL left the type out is not known here."""
     skeleton = TypeCapability.model_construct(
         device_api=stored.device_api,
         type=stored.type_id,
@@ -50,7 +54,11 @@ def identity_reason(source: DeviceDescriptor, stored: StoredIdentity) -> tuple[s
     verdict = check(source, skeleton)
     first = next((f for f in verdict.errors if f.code != "param-unknown"), None)
     if first is None:
-        return "minor-older", "the destination's minor version is older than the source's"
+        what = f"type {stored.type_id} {stored.version} ({stored.device_api})"
+        return NOT_CHECKED_CODE, (
+            f"{what} was not checked: its identity (device API, api, model or type, version) gives no error, and "
+            "its parameters were not compared; it was published while this placement ran (place again to check it)"
+        )
     return first.code, first.message
 
 

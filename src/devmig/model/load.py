@@ -6,6 +6,7 @@ Pure: the caller reads the bytes (a file, stdin, sysfs) and names where they cam
 from __future__ import annotations
 
 import json
+import re
 from typing import Any, TypeVar
 
 from pydantic import BaseModel, ValidationError
@@ -44,8 +45,31 @@ def _reject_constant(name: str) -> Any:
     raise ValueError(f"{name} is not a JSON number")
 
 
+#: a \uD800-\uDFFF escape: half of a surrogate pair, which json.loads decodes alone when its other half is missing
+_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F][0-9a-fA-F]{2}")
+
+
+def _lone_surrogate(value: Any, loc: tuple[int | str, ...] = ()) -> str | None:
+    """Where the first string (key or value) that is not text is, and what it holds, or None. A lone surrogate
+    cannot be encoded again, so a document holding one could be read but never written out (a descriptor printed,
+    a plan's value written to sysfs)."""
+    if isinstance(value, str):
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError as exc:
+            return f"{json_path(loc)}: not UTF-8 text: a lone surrogate {value[exc.start]!r} at character {exc.start}"
+        return None
+    items = value.items() if isinstance(value, dict) else enumerate(value) if isinstance(value, list) else ()
+    for key, item in items:
+        found = _lone_surrogate(key, (*loc, key)) if isinstance(key, str) else None
+        found = found if found is not None else _lone_surrogate(item, (*loc, key))
+        if found is not None:
+            return found
+    return None
+
+
 def parse_json(text: str | bytes, origin: str) -> Any:
-    """Parse JSON strictly: no duplicate keys, no NaN or Infinity."""
+    """Parse JSON strictly: no duplicate keys, no NaN or Infinity, no string that is not Unicode text."""
     if isinstance(text, bytes):
         try:
             text = text.decode("utf-8")
@@ -54,7 +78,12 @@ def parse_json(text: str | bytes, origin: str) -> Any:
     if not text.strip():
         raise InputError(f"{origin}: empty: expected a JSON document")
     try:
-        return json.loads(text, object_pairs_hook=_reject_duplicates, parse_constant=_reject_constant)
+        value = json.loads(text, object_pairs_hook=_reject_duplicates, parse_constant=_reject_constant)
+        if _SURROGATE_ESCAPE.search(text):  # rare: only then is the whole value walked
+            where = _lone_surrogate(value)
+            if where is not None:
+                raise InputError(f"{origin}: {where}")
+        return value
     except json.JSONDecodeError as exc:
         raise InputError(f"{origin}: not valid JSON at line {exc.lineno} column {exc.colno}: {exc.msg}") from None
     except ValueError as exc:

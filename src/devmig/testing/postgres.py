@@ -86,11 +86,6 @@ class PostgresUnavailable(PostgresError):  # noqa: N818 - the name callers catch
     """PostgreSQL is not installed here or cannot run here; the message says what is missing in one line."""
 
 
-def in_ci() -> bool:
-    """True in CI (CI=true), where a missing PostgreSQL must fail the tests instead of skipping them."""
-    return os.environ.get("CI", "").strip().lower() in ("true", "1", "yes")
-
-
 def _has_binaries(directory: Path) -> bool:
     return all(os.access(directory / name, os.X_OK) for name in REQUIRED_BINARIES)
 

@@ -1,4 +1,4 @@
-"""The kernel lab's command line (scripts/kernel-lab): `prepare`, and `run [--env K=V] [--cwd D] -- CMD...`."""
+"""The kernel lab's command line (scripts/kernel-lab): `prepare`, `headers`, `run [--env K=V] [--cwd D] -- CMD...`."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ from pathlib import Path
 from tests.kernel.lab.assets import prepare
 from tests.kernel.lab.errors import LabUnavailable
 from tests.kernel.lab.guest import ENV_NAME_RE
+from tests.kernel.lab.packages import Apt, install_uapi_headers
 from tests.kernel.lab.qemu import run_in_guest
 
 
@@ -36,6 +37,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="action", required=True)
     p_prepare = sub.add_parser("prepare", help="install packages, build modules and the initramfs (as root)")
     p_prepare.add_argument("--refresh", action="store_true", help="ignore the stamp: re-resolve and rebuild")
+    sub.add_parser("headers", help="install only the lab kernel's common headers, its uapi tree (as root)")
     p_run = sub.add_parser("run", help="run CMD in the guest (after `--`); exits with its exit code")
     p_run.add_argument("--cwd", default=None, help="working directory in the guest (default: the current one)")
     p_run.add_argument("--results", type=Path, default=None, help="host dir seen as /tmp/devmig-results (default: new)")
@@ -50,6 +52,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             started = time.monotonic()
             assets = prepare(args.cache, refresh=args.refresh)
             print(f"{assets.kernel_version} {assets.cache_dir} ({time.monotonic() - started:.2f} s)")
+            return 0
+        if args.action == "headers":
+            kp = install_uapi_headers(Apt(lambda message: print(f"kernel-lab: {message}", file=sys.stderr)))
+            print(f"{kp.common_headers} installed")
             return 0
         command = list(args.command)
         if command[:1] == ["--"]:

@@ -14,12 +14,15 @@ import subprocess
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 from tests.kernel.lab.errors import LabUnavailable
 
 KERNEL_SERIES = "6.12"
 FLAVOUR = "amd64"
 SOURCE_PACKAGE = f"linux-source-{KERNEL_SERIES}"
+
+T = TypeVar("T")
 
 _APT_ENV = {"DEBIAN_FRONTEND": "noninteractive"}
 _APT_OPTS = ("-o", "DPkg::Lock::Timeout=300", "-o", "APT::Sandbox::User=root")
@@ -45,6 +48,11 @@ class KernelPackages:
     @property
     def source(self) -> str:
         return SOURCE_PACKAGE
+
+    @property
+    def common_headers(self) -> str:
+        """The flavour-independent headers, with the uapi tree (include/uapi/linux/vfio.h) the ABI test reads."""
+        return f"linux-headers-{self.abi}-common"
 
 
 _IMAGE_RE = re.compile(rf"^linux-image-({re.escape(KERNEL_SERIES)}\.\d+\+deb12[\w.~+]*)-{FLAVOUR}-unsigned$")
@@ -223,16 +231,11 @@ def _host_packages(kp: KernelPackages) -> list[str]:
     return packages
 
 
-def install_and_fetch(apt: Apt, work: Path) -> tuple[KernelPackages, Path]:
-    """Resolve the kernel, install what is missing, download the image .deb; one `apt-get update` if stale."""
+def _with_fresh_lists(apt: Apt, step: Callable[[], T]) -> T:
+    """`step`, run again after one `apt-get update` if it failed on stale package lists."""
     while True:
         try:
-            kp = _resolve_kernel(apt)
-            wanted = _host_packages(kp)
-            missing = [p for p in wanted if p not in apt.installed(wanted)]
-            if missing:
-                apt.install(missing)
-            return kp, _fetch_image(apt, kp, work)
+            return step()
         except LabUnavailable as exc:
             # Old package lists: a package not offered yet, or a version the mirror no longer has (404).
             stale = any(s in str(exc) for s in ("apt offers no", "no 6.12 image", "404", "Unable to locate", "Failed"))
@@ -240,6 +243,35 @@ def install_and_fetch(apt: Apt, work: Path) -> tuple[KernelPackages, Path]:
                 raise
             apt.log(f"{exc}: refreshing the package lists")
             apt.update()
+
+
+def _install_missing(apt: Apt, wanted: Sequence[str]) -> None:
+    missing = [p for p in wanted if p not in apt.installed(wanted)]
+    if missing:
+        apt.install(missing)
+
+
+def install_and_fetch(apt: Apt, work: Path) -> tuple[KernelPackages, Path]:
+    """Resolve the kernel, install what is missing, download the image .deb; one `apt-get update` if stale."""
+
+    def step() -> tuple[KernelPackages, Path]:
+        kp = _resolve_kernel(apt)
+        _install_missing(apt, _host_packages(kp))
+        return kp, _fetch_image(apt, kp, work)
+
+    return _with_fresh_lists(apt, step)
+
+
+def install_uapi_headers(apt: Apt) -> KernelPackages:
+    """Install the lab kernel's common headers (its uapi tree) if missing, the kernel resolved as `prepare` does:
+    scripts/setup runs this so tests/unit/test_vfio_abi.py has Linux 6.12's vfio.h before the kernel tier runs."""
+
+    def step() -> KernelPackages:
+        kp = _resolve_kernel(apt)
+        _install_missing(apt, [kp.common_headers])
+        return kp
+
+    return _with_fresh_lists(apt, step)
 
 
 def _fetch_image(apt: Apt, kp: KernelPackages, work: Path) -> Path:
