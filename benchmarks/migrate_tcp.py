@@ -13,7 +13,9 @@ source buffer, `recv_into` the destination buffer. No framing, no checksum, no d
 
 With --tls, a third kind: the same devmig session over mutual TLS 1.3 (devmig.migrate.tls.channel; both sides
 authenticated with certificates from a lab's pre-shared key, the cipher whatever OpenSSL negotiates, AES-GCM as a
-rule), timed from the connect as the others, so its handshake and admission are in the figure.
+rule), timed from the connect as the others, so its handshake and admission are in the figure; and its peer, the
+plain copy over the same TLS channel (`sendall` and `recv_into` on the authenticated ssl socket), which says how
+much of the TLS figure is TLS itself.
 
 Each run forks a receiver process (its destination memory allocated and touched before it listens), connects, and
 times from the connect until the receiver has every byte (devmig: until its device is RUNNING with the state). The
@@ -66,13 +68,15 @@ def touched(size: int) -> bytearray:
     return bytearray(b"\1") * size
 
 
-def plain_receiver(size: int, ready: Queue[int], done: Queue[str]) -> None:
+def plain_receiver(size: int, ready: Queue[int], done: Queue[str], tls: TlsConfig | None = None) -> None:
+    """The peer: the bytes straight into the destination buffer, over a bare socket; with `tls`, over the same
+    channel as a devmig session's (its handshake, admission and timeout), then only ssl's own reads."""
     dest = touched(size)
     view = memoryview(dest)
     with socket.create_server(("127.0.0.1", 0)) as server:
         ready.put(server.getsockname()[1])
         cpu = time.process_time()  # waiting in accept costs none
-        conn, _ = server.accept()
+        conn = server.accept()[0] if tls is None else transport.accept(server, tls=tls).sock
         got = 0
         while got < size:
             n = conn.recv_into(view[got : got + CHUNK])
@@ -82,6 +86,10 @@ def plain_receiver(size: int, ready: Queue[int], done: Queue[str]) -> None:
         conn.close()
     done.put(f"received {time.process_time() - cpu}")
     done.put(hashlib.sha256(dest).hexdigest() if got == size else f"short: {got} bytes")
+
+
+def tls_copy_receiver(size: int, ready: Queue[int], done: Queue[str]) -> None:
+    plain_receiver(size, ready, done, TLS["server"])
 
 
 def devmig_receiver(size: int, ready: Queue[int], done: Queue[str], tls: TlsConfig | None = None) -> None:
@@ -99,11 +107,17 @@ def tls_receiver(size: int, ready: Queue[int], done: Queue[str]) -> None:
     devmig_receiver(size, ready, done, TLS["server"])
 
 
-def plain_sender(blob: bytearray, port: int) -> None:
+def plain_sender(blob: bytearray, port: int, tls: TlsConfig | None = None) -> None:
     view = memoryview(blob)
-    with socket.create_connection(("127.0.0.1", port)) as conn:
+    address = transport.Address("127.0.0.1", port)
+    conn = socket.create_connection(("127.0.0.1", port)) if tls is None else transport.connect(address, tls=tls).sock
+    with conn:
         for offset in range(0, len(blob), CHUNK):
             conn.sendall(view[offset : offset + CHUNK])
+
+
+def tls_copy_sender(blob: bytearray, port: int) -> None:
+    plain_sender(blob, port, TLS["client"])
 
 
 def devmig_sender(blob: bytearray, port: int, tls: TlsConfig | None = None) -> None:
@@ -125,6 +139,7 @@ KINDS: dict[str, tuple[Callable[[int, Queue[int], Queue[str]], None], Callable[[
 LABELS = {
     "plain": "plain socket copy (peer)",
     "devmig": "devmig session (BulkDevice, TCP)",
+    "tls-copy": "TLS socket copy (peer over TLS)",
     "tls": "devmig session (BulkDevice, mutual TLS)",
 }
 
@@ -160,6 +175,7 @@ def main() -> int:
     if args.tls:
         secret = os.urandom(32)
         TLS.update(server=TlsConfig.from_psk("server", secret), client=TlsConfig.from_psk("client", secret))
+        KINDS["tls-copy"] = (tls_copy_receiver, tls_copy_sender)
         KINDS["tls"] = (tls_receiver, tls_sender)
     size = args.size_mib << 20
     block = random.Random(7).randbytes(1 << 24)
@@ -208,7 +224,8 @@ def main() -> int:
         lines += [
             "",
             f"TLS ({', '.join(sorted(CIPHERS)) or '?'}, both sides authenticated; the handshake timed too): "
-            f"{rate['tls'] / rate['devmig']:.0%} of the devmig session's throughput over plain TCP.",
+            f"{rate['tls'] / rate['devmig']:.0%} of the devmig session's throughput over plain TCP, "
+            f"{rate['tls'] / rate['tls-copy']:.0%} of a TLS socket copy's.",
         ]
     total = {kind: sum(statistics.median(c[i] for c in cpu[kind]) for i in (0, 1)) for kind in KINDS}
     lines += [
