@@ -18,6 +18,7 @@ from devmig.errors import DevmigError, IncompatibleError
 from devmig.machine import open_host
 from devmig.machine.lab import LabHost
 from devmig.migrate import transport
+from devmig.migrate.device import VfioError
 from devmig.migrate.fsm import PRE_COPY, PRE_COPY_P2P, RESUMING, RUNNING, STOP, STOP_COPY
 from devmig.migrate.identity import describe_destination, judge_for, source_hello
 from devmig.migrate.session import (
@@ -351,3 +352,68 @@ def test_a_damaged_file_is_refused_and_the_destination_reset(tmp_path: Path, dam
     with pytest.raises(expected):
         transport.restore(Destination(dst, judge=accept_all), path)
     assert dst.get_state() is RUNNING and dst.state.digest() == before
+
+
+@pytest.mark.parametrize("offset", CUTS[::3])
+def test_a_source_that_started_in_stop_is_left_in_stop(offset: int) -> None:
+    """A VM paused before its migration stays paused when the migration fails: its device is not started."""
+    src, dst = device("src"), device("dst", seed=None)
+    src.set_state(STOP)
+    digest = src.state.digest()
+    sent_error, _ = run_pair(src, dst, wrap=lambda c: CutChannel(c, offset))
+    assert isinstance(sent_error, StreamError), sent_error
+    assert src.get_state() is STOP and src.state.digest() == digest
+    assert dst.get_state() is RUNNING
+
+
+class CloseFails:
+    """A device whose session files fail to close (EIO), as a driver's release can."""
+
+    def __init__(self, inner: SimVfioDevice) -> None:
+        self.inner, self.name = inner, inner.name
+
+    def set_state(self, target: int) -> object:
+        fd = self.inner.set_state(target)
+        if fd is None:
+            return None
+        inner_close = fd.close
+
+        def close() -> None:
+            inner_close()
+            raise VfioError("close: Input/output error", errno.EIO)
+
+        fd.close = close  # type: ignore[method-assign]
+        return fd
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self.inner, name)
+
+
+def test_a_failing_close_does_not_keep_either_side_from_being_put_back() -> None:
+    src, dst = device("src"), device("dst", seed=None)
+    digest, dst_digest = src.state.digest(), dst.state.digest()
+    left, right = socket.socketpair()
+    for sock in (left, right):
+        sock.settimeout(10)
+    got: list[BaseException] = []
+
+    def serve() -> None:
+        channel = SocketChannel(right, "receiver")
+        try:
+            Destination(CloseFails(dst), judge=accept_all).run(  # type: ignore[arg-type]
+                Reader(channel), replies=lambda: Writer(channel)
+            )
+        except BaseException as exc:
+            got.append(exc)
+        finally:
+            right.close()
+
+    thread = threading.Thread(target=serve)
+    thread.start()
+    channel = CutChannel(SocketChannel(left, "sender"), 1_000_000)
+    with pytest.raises(StreamError):
+        Source(CloseFails(src)).run(Writer(channel), replies=lambda: Reader(channel))  # type: ignore[arg-type]
+    left.close()
+    thread.join()
+    assert got and not isinstance(got[0], VfioError)  # the first error is reported, not the close's
+    assert_recovered(src, digest, dst, dst_digest)

@@ -4,8 +4,8 @@ Source: HELLO (what it sends, with its descriptor), wait for the receiver's VERD
 RUNNING -> PRE_COPY and pre-copy rounds while the driver's estimate shrinks (at most `Budget.max_rounds`; the switch
 happens once what is left fits the downtime budget at the measured rate, or stops shrinking), then STOP_COPY until
 the end of the device's stream, END, and the receiver's RESULT. A device without PRE_COPY goes straight to
-STOP_COPY. On any failure, a signal included, the source is put back to RUNNING (a reset when the driver left it in
-ERROR) before the error goes on: reading the stream never changed its state.
+STOP_COPY. On any failure, a signal included, the source is put back to the state it started in, RUNNING or STOP (a
+reset when the driver left it in ERROR) before the error goes on: reading the stream never changed its state.
 
 Destination: read HELLO, judge it (devmig's compatibility check, before any byte of state), answer VERDICT, then
 RESUMING, write every DATA record to the data_fd, check END, RESUMING -> STOP (the driver validates what it loaded)
@@ -110,6 +110,14 @@ def _end_state(device: MigrationDevice) -> EndState:
     return cast(EndState, device.get_state().name)  # every MigState name is in EndState (tests/sim/test_session.py)
 
 
+def _close_quietly(fd: DataFd | None) -> None:
+    """Close a session's file on a failure path: a close that fails too must not keep the device from being put
+    back (the first error is the one reported)."""
+    if fd is not None:
+        with contextlib.suppress(OSError, DevmigError):
+            fd.close()
+
+
 def _migration_flags(device: MigrationDevice, role: Role) -> int:
     try:
         return device.migration_flags()
@@ -183,9 +191,8 @@ class Source:
             self.outcome.downtime = self.clock() - stop_copy
         except BaseException as exc:
             self._abort(writer, exc)
-            if fd is not None:
-                fd.close()
-            self._recover()
+            _close_quietly(fd)
+            self._recover(start)
             told = self._told(reply) if reply is not None and isinstance(exc, StreamError) else None
             if told is not None:  # the receiver failed and hung up: its reason, not the broken pipe
                 raise MigrationError(f"the destination failed to load the state: {told}") from None
@@ -310,12 +317,16 @@ class Source:
         with contextlib.suppress(OSError, DevmigError):  # the channel is gone: the receiver sees a cut stream
             writer.json(Kind.ABORT, {"reason": str(exc) or type(exc).__name__})
 
-    def _recover(self) -> None:
-        """Back to RUNNING with the state intact; a reset when the driver cannot get there by itself."""
+    def _recover(self, start: MigState) -> None:
+        """Back to the state the session found the device in (RUNNING, or STOP: a VM paused before the migration
+        must not be started by its failure), with the state intact; a reset when the driver cannot get there by
+        itself (a reset ends in RUNNING, so a STOP start is asked for again)."""
         try:
-            self.device.set_state(RUNNING)
+            self.device.set_state(start)
         except DevmigError:  # the kernel's EINVAL (VfioError) or the simulator's TransitionError, from ERROR
             self.device.reset()
+            if start is not RUNNING:
+                self.device.set_state(start)
         self.outcome.state = _end_state(self.device)
 
 
@@ -366,8 +377,7 @@ class Destination:
             self.device.set_state(STOP)  # the driver validates what it loaded
             self.device.set_state(RUNNING)
         except BaseException as exc:
-            if fd is not None:
-                fd.close()
+            _close_quietly(fd)
             self.device.reset()
             self.outcome.state = _end_state(self.device)
             if reply is not None:

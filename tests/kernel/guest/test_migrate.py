@@ -151,3 +151,17 @@ def test_a_refused_stream_leaves_the_real_source_running_with_its_register(clean
             transport.migrate_local(source, dest, judge=accept_all, timeout=30)
         assert source.get_state() is RUNNING and scratch(source) == 0x77
         assert dest.get_state() is RUNNING
+
+
+def test_a_refused_stream_leaves_a_stopped_source_stopped_with_its_register(cleanup: list[str]) -> None:
+    """A VM paused before its migration: the failed migration must not start its device (issue 16)."""
+    source_uuid, dest_uuid = create("mtty-2", cleanup), create("mtty-1", cleanup)
+    with opened(source_uuid) as source, opened(dest_uuid) as dest:
+        source.region_write(BAR0, UART_SCR, b"\x5a")
+        source.set_state(STOP)
+        with pytest.raises(DevmigError):
+            transport.migrate_local(source, dest, judge=accept_all, timeout=30)
+        assert source.get_state() is STOP
+        source.set_state(RUNNING)
+        assert scratch(source) == 0x5A
+        assert dest.get_state() is RUNNING
