@@ -392,28 +392,11 @@ class CloseFails:
 def test_a_failing_close_does_not_keep_either_side_from_being_put_back() -> None:
     src, dst = device("src"), device("dst", seed=None)
     digest, dst_digest = src.state.digest(), dst.state.digest()
-    left, right = socket.socketpair()
-    for sock in (left, right):
-        sock.settimeout(10)
-    got: list[BaseException] = []
-
-    def serve() -> None:
-        channel = SocketChannel(right, "receiver")
-        try:
-            Destination(CloseFails(dst), judge=accept_all).run(  # type: ignore[arg-type]
-                Reader(channel), replies=lambda: Writer(channel)
-            )
-        except BaseException as exc:
-            got.append(exc)
-        finally:
-            right.close()
-
-    thread = threading.Thread(target=serve)
-    thread.start()
-    channel = CutChannel(SocketChannel(left, "sender"), 1_000_000)
-    with pytest.raises(StreamError):
-        Source(CloseFails(src)).run(Writer(channel), replies=lambda: Reader(channel))  # type: ignore[arg-type]
-    left.close()
-    thread.join()
-    assert got and not isinstance(got[0], VfioError)  # the first error is reported, not the close's
+    sent_error, got_error = run_pair(
+        CloseFails(src),  # type: ignore[arg-type]
+        CloseFails(dst),  # type: ignore[arg-type]
+        wrap=lambda c: CutChannel(c, 1_000_000),
+    )
+    assert isinstance(sent_error, StreamError), sent_error
+    assert got_error is not None and not isinstance(got_error, VfioError)  # the first error, not the close's
     assert_recovered(src, digest, dst, dst_digest)
