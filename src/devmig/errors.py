@@ -17,6 +17,8 @@ class ExitCode(IntEnum):
     REFUSED = 1
     #: bad input or usage
     BAD_INPUT = 2
+    #: a migration whose channel was lost after COMMIT: the source stays stopped until `devmig migrate --resolve`
+    UNDECIDED = 4
     #: stopped by a signal (SIGINT, SIGTERM, SIGHUP), after putting the host back
     INTERRUPTED = 130
 

@@ -154,3 +154,53 @@ def test_a_device_that_is_not_there_is_named() -> None:
     warning, error = missing.err.split("\n", 1)
     assert missing.code == 2 and warning.startswith("devmig: warning: --insecure")
     assert "0000:99:00.0: not found" in error and error.count("\n") == 1
+
+
+def _undecided(device: str, start: str) -> Path:
+    """What `devmig migrate` records when it ends undecided (exit 4), as it records it."""
+    from devmig.machine import open_host
+    from devmig.state import safe_name, state_dir
+
+    record = state_dir() / "migrations" / safe_name(f"{open_host('sim:alpha').key}-{device}.json")
+    record.parent.mkdir(parents=True, exist_ok=True)
+    record.write_text(json.dumps({"device": device, "start": start, "to": "127.0.0.1:1"}))
+    return record
+
+
+def test_resolve_settles_an_undecided_source_once_and_only_where_one_is_recorded(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from devmig.cli import main
+    from devmig.machine import open_host
+    from devmig.machine.lab import LabHost, forget_labs
+    from devmig.migrate.fsm import RUNNING, STOP
+
+    forget_labs()
+    alpha = open_host("sim:alpha")
+    assert isinstance(alpha, LabHost)
+    gpu = alpha.sim.kernel.vfio_device(SOURCE)
+    resolve = ["migrate", SOURCE, "--host", "sim:alpha", "--resolve"]
+    # nothing recorded (the wrong host, or settled already): said, nothing changed
+    assert main([*resolve, "destination-reset"]) == 0
+    assert "nothing to settle" in capsys.readouterr().out and gpu.get_state() is RUNNING
+    # recorded, but the device runs: this is not an undecided source (the destination?): refused, kept
+    record = _undecided(SOURCE, "RUNNING")
+    assert main([*resolve, "destination-runs"]) == 1
+    assert "is this the destination?" in capsys.readouterr().err and record.exists()
+    # the undecided source: stopped; the destination reset, so it goes back to RUNNING, once
+    gpu.set_state(STOP)
+    assert main([*resolve, "destination-reset"]) == 0
+    assert "back in RUNNING" in capsys.readouterr().out and gpu.get_state() is RUNNING and not record.exists()
+    assert main([*resolve, "destination-reset"]) == 0 and "nothing to settle" in capsys.readouterr().out
+    # a source paused before its migration stays paused when the destination ran
+    _undecided(SOURCE, "STOP")
+    gpu.set_state(STOP)
+    assert main([*resolve, "destination-runs"]) == 0
+    assert "stays stopped" in capsys.readouterr().out and gpu.get_state() is STOP
+    gpu.set_state(RUNNING)
+    forget_labs()
+
+
+def test_migrate_needs_to_or_resolve() -> None:
+    result = run_devmig("migrate", SOURCE, "--host", "sim:alpha")
+    assert result.code == 2 and "--to HOST:PORT" in result.err

@@ -14,6 +14,7 @@ corrupt record); 130 a signal (after recovering).
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
@@ -22,11 +23,13 @@ import click
 
 from devmig.cli.options import F, Options, emit_json, output_options, profiles_dir_option, resolve, sysfs_root_option
 from devmig.cli.progress import ProgressView, result_json, summary
-from devmig.errors import ExitCode
+from devmig.errors import DevmigError, ExitCode, InputError
 from devmig.migrate.device import MigrationDevice
 from devmig.migrate.session import Budget, Destination, Judge, Outcome, Source, accept_all
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     from devmig.migrate.tls.channel import Role, TlsConfig
 
 
@@ -174,9 +177,56 @@ def _report(opts: Options, verb: str, outcome: Outcome, where: str, **extra: Any
     return ExitCode.OK
 
 
+#: how an undecided migration is settled (`devmig migrate DEVICE --resolve ...`)
+RESOLUTIONS = ("destination-runs", "destination-reset")
+
+
+def _undecided_record(opened: Any, device: str) -> Path:
+    """Where an undecided source's start state is kept until `--resolve` (the state directory, per host)."""
+    from devmig.state import safe_name, state_dir
+
+    return state_dir() / "migrations" / safe_name(f"{opened.key}-{device}.json")
+
+
+def _resolve(host: str | None, sysfs_root: str, name: str, resolution: str) -> int:
+    """Settle an undecided migration on its source: idempotent, and a no-op (said so) where none is recorded."""
+    from devmig.migrate.fsm import RUNNING, STOP
+    from devmig.migrate.uapi import MigState
+
+    with _device(host, sysfs_root, name) as (opened, device):
+        record = _undecided_record(opened, name)
+        if not record.exists():
+            click.echo(f"{name}: no undecided migration recorded on this host: nothing to settle")
+            return ExitCode.OK
+        start = MigState[json.loads(record.read_text())["start"]]
+        state = device.get_state()
+        if state is RUNNING:
+            raise DevmigError(
+                f"{name} runs ({state.name}): an undecided source is stopped; nothing was changed (is this the "
+                "destination?)"
+            )
+        if resolution == "destination-reset":
+            device.set_state(start)
+            said = f"{name} is back in {start.name}: the destination never ran the state"
+        else:
+            if state is not STOP:
+                device.set_state(STOP)
+            said = f"{name} stays stopped: the state runs at the destination"
+        record.unlink()
+    click.echo(f"settled: {said}")
+    return ExitCode.OK
+
+
 @click.command(name="migrate")
 @click.argument("device")
-@click.option("--to", "to", required=True, metavar="HOST:PORT", help="Where `devmig receive` listens.")
+@click.option("--to", "to", metavar="HOST:PORT", help="Where `devmig receive` listens.")
+@click.option(
+    "--resolve",
+    "resolution",
+    type=click.Choice(RESOLUTIONS),
+    help="Settle a migration that ended undecided (exit 4): destination-runs (its devmig receive ended with exit "
+    "0) keeps DEVICE stopped, destination-reset puts it back as it was. Idempotent; a no-op where none is recorded.",
+)
 @channel_options("client")
 @budget_options
 @timeout_option
@@ -185,7 +235,8 @@ def _report(opts: Options, verb: str, outcome: Outcome, where: str, **extra: Any
 @output_options
 def migrate(
     device: str,
-    to: str,
+    to: str | None,
+    resolution: str | None,
     max_rounds: int,
     downtime_ms: float,
     timeout: float,
@@ -204,13 +255,25 @@ def migrate(
     failure DEVICE is put back to RUNNING with its state intact; on success it is left in STOP.
     """
     from devmig.migrate import transport
+    from devmig.migrate.session import UndecidedError
 
+    if (to is None) == (resolution is None):
+        raise InputError("devmig migrate: give --to HOST:PORT (migrate) or --resolve (settle an undecided one)")
+    if resolution is not None:
+        return _resolve(host, sysfs_root, device, resolution)
+    assert to is not None
     opts = resolve(json_output, pretty)
     address = transport.parse_address(to)
     tls = _channel("client", channel)
     with _device(host, sysfs_root, device) as (opened, dev), ProgressView(opts, f"migrate {device}") as view:
         source = _source(opened, dev, device, profiles_dir, Budget(max_rounds, downtime_ms / 1000), view)
-        outcome = transport.send(source, transport.connect(address, timeout, tls=tls))
+        try:
+            outcome = transport.send(source, transport.connect(address, timeout, tls=tls))
+        except UndecidedError as exc:
+            record = _undecided_record(opened, device)
+            record.parent.mkdir(parents=True, exist_ok=True)
+            record.write_text(json.dumps({"device": device, "start": exc.start.name, "to": str(address)}))
+            raise
     return _report(opts, "migrated", outcome, f"to {address}")
 
 

@@ -24,7 +24,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any, Literal, cast
 
 from devmig import __version__
-from devmig.errors import DevmigError, IncompatibleError
+from devmig.errors import DevmigError, ExitCode, IncompatibleError
 from devmig.migrate.device import DataFd, MigrationDevice, VfioError
 from devmig.migrate.fsm import PRE_COPY, RESUMING, RUNNING, STOP, STOP_COPY
 from devmig.migrate.stream import CHUNK, Kind, Limits, Reader, Record, StreamError, Writer
@@ -39,6 +39,23 @@ EndState = Literal["", "ERROR", "STOP", "RUNNING", "STOP_COPY", "RESUMING", "RUN
 
 class MigrationError(DevmigError):
     """A migration did not complete; the message says what failed and where each device was left."""
+
+
+class DestinationResetError(MigrationError):
+    """The destination reports it failed and reset its device: it never ran the state, so the source may resume."""
+
+
+class UndecidedError(MigrationError):
+    """The channel was lost after the source sent COMMIT and before the destination answered: the destination runs
+    the state if COMMIT reached it, and has reset its device if it did not. The source stays stopped until told
+    which (`devmig migrate --resolve`); neither side can run the state twice."""
+
+    exit_code = ExitCode.UNDECIDED
+
+    def __init__(self, message: str, device: str, start: MigState) -> None:
+        super().__init__(message)
+        #: the source device, and the state it returns to if the destination reset (`devmig migrate --resolve`)
+        self.device, self.start = device, start
 
 
 @dataclass(frozen=True)
@@ -180,6 +197,7 @@ class Source:
         if reply is not None:
             self._verdict(reply.expect(Kind.VERDICT).json())
         fd: DataFd | None = None
+        committing = False
         try:
             fd = self._precopy(writer, flags) if start is RUNNING and flags & VFIO_MIGRATION_PRE_COPY else None
             stop_copy = self.clock()
@@ -187,9 +205,32 @@ class Source:
             self._pump(fd, writer, None, precopy=False)
             writer.end()
             if reply is not None:
+                loaded = reply.expect(Kind.LOADED, Kind.RESULT)
+                if loaded.kind is Kind.RESULT:  # the destination failed before it had the state: it reset
+                    self._result(loaded.json())
+                # From here COMMIT may reach the destination even if sending it fails: the source never runs again
+                # unless the destination says it reset.
+                committing = True
+                writer.json(Kind.COMMIT, {})
                 self._result(reply.expect(Kind.RESULT).json())
             self.outcome.downtime = self.clock() - stop_copy
         except BaseException as exc:
+            if committing and not isinstance(exc, DestinationResetError):
+                _close_quietly(fd)
+                # Stopped, never started again here: STOP_COPY -> STOP ends the session (a driver that refuses even
+                # that is left where it is, which does not execute either; never a reset, which would run it).
+                with contextlib.suppress(DevmigError):
+                    self.device.set_state(STOP)
+                self.outcome.state = _end_state(self.device)
+                raise UndecidedError(
+                    f"the connection was lost after COMMIT was sent ({exc}): the destination runs the state if COMMIT "
+                    "reached it (its devmig receive ends with exit 0), and has reset its device if not (it ends "
+                    f"with 'never ran'). {self.device.name} stays in {self.outcome.state} until one of: "
+                    f"`devmig migrate {self.device.name} --resolve destination-runs` (it stays stopped) or "
+                    f"`devmig migrate {self.device.name} --resolve destination-reset` (it returns to {start.name})",
+                    self.device.name,
+                    start,
+                ) from exc
             self._abort(writer, exc)
             _close_quietly(fd)
             self._recover(start)
@@ -239,7 +280,9 @@ class Source:
 
     def _result(self, answer: dict[str, Any]) -> None:
         if not answer.get("ok"):
-            raise MigrationError(f"the destination failed to load the state: {answer.get('error') or 'no reason'}")
+            raise DestinationResetError(
+                f"the destination failed to load the state: {answer.get('error') or 'no reason'}"
+            )
 
     def _precopy(self, writer: Writer, flags: int) -> DataFd:
         """RUNNING -> PRE_COPY, then rounds; returns the session's fd, still in PRE_COPY."""
@@ -359,6 +402,13 @@ class Destination:
         self.progress(Event("destination", "hello", 0, total, message=str(hello.get("device"))))
         reply = replies() if replies is not None else None
         refusal = self._refusal(hello)
+        if refusal is None and reply is not None and reader.version[0] < 2:
+            refusal = (
+                f"the sender speaks devmig stream {reader.version[0]}.{reader.version[1]}, which has no commit step "
+                "(a destination could start before its source agreed, and a lost reply would leave two running "
+                "copies): upgrade devmig on the sender",
+                None,
+            )
         if reply is not None:
             reply.json(Kind.VERDICT, self._verdict_json(refusal))
         if refusal is not None:
@@ -375,17 +425,36 @@ class Destination:
             fd.close()
             fd = None
             self.device.set_state(STOP)  # the driver validates what it loaded
+            if reply is not None:
+                # The commit step: stopped with the whole state, the device starts only on the source's COMMIT; a
+                # cut, a timeout or an ABORT before it resets the device (it never ran).
+                reply.json(Kind.LOADED, {"bytes": self.outcome.bytes})
+                record = reader.expect(Kind.COMMIT, Kind.ABORT)
+                if record.kind is Kind.ABORT:
+                    raise MigrationError(
+                        f"the source gave up after the state was loaded: {record.json().get('reason')}; reset"
+                    )
             self.device.set_state(RUNNING)
         except BaseException as exc:
             _close_quietly(fd)
             self.device.reset()
             self.outcome.state = _end_state(self.device)
             if reply is not None:
-                self._tell(reply, {"ok": False, "error": str(exc) or type(exc).__name__, "bytes": self.outcome.bytes})
+                self._tell(
+                    reply,
+                    {
+                        "ok": False,
+                        "error": str(exc) or type(exc).__name__,
+                        "bytes": self.outcome.bytes,
+                        "running": False,
+                    },
+                )
             raise
         self.outcome.ok, self.outcome.state = True, _end_state(self.device)
         if reply is not None:
-            reply.json(Kind.RESULT, {"ok": True, "error": None, "bytes": self.outcome.bytes})
+            # Decided: the device runs. A lost RESULT leaves the source undecided, never running.
+            with contextlib.suppress(OSError, DevmigError):
+                reply.json(Kind.RESULT, {"ok": True, "error": None, "bytes": self.outcome.bytes, "running": True})
         self.outcome.seconds = self.clock() - started
         self.progress(Event("destination", "done", self.outcome.bytes, self.outcome.bytes))
         return self.outcome

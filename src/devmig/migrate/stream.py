@@ -16,7 +16,11 @@ those it marks OPTIONAL are skipped by older readers, any other unknown kind is 
 refused with both versions named. So a newer devmig reads an older stream, and an older one reads a newer stream
 as far as it safely can.
 
-The same framing carries the receiver's replies on a two-way transport (VERDICT, then RESULT).
+The same framing carries the receiver's replies on a two-way transport (VERDICT, LOADED, RESULT).
+
+Version 2.0 added the commit step (LOADED, COMMIT): a destination starts its device only once the source has said it
+never will again, so no lost reply can leave two running copies (docs/migration.md). A 1.x reader refuses 2.0 by
+name; this devmig still reads 1.x files (`devmig restore`) and refuses a 1.x sender on a two-way session by name.
 """
 
 from __future__ import annotations
@@ -34,9 +38,9 @@ import crc32c
 from devmig.errors import DevmigError, ExitCode
 
 MAGIC: Final = b"DEVMIGMS"
-VERSION: Final = (1, 0)
-#: majors this devmig reads
-READS_MAJORS: Final = frozenset({1})
+VERSION: Final = (2, 0)
+#: majors this devmig reads (1.x: files and senders without the commit step; see Destination)
+READS_MAJORS: Final = frozenset({1, 2})
 PREAMBLE: Final = struct.Struct("<8sHHI")
 FRAME: Final = struct.Struct("<BBHII")
 #: a record larger than this is garbage, not data (devmig writes at most CHUNK bytes a record)
@@ -50,8 +54,10 @@ class Kind(IntEnum):
     DATA = 2  # device bytes, in order
     END = 3  # "<QQ": data bytes, data records: the stream is whole
     ABORT = 4  # JSON {"reason"}: the sender gave up; the receiver must not load what it has
+    COMMIT = 5  # JSON {}: (2.0) the source will not run its device again: the destination may start
     VERDICT = 16  # reply, JSON: {"accept": bool, "reason": str | null, "verdict": Verdict | null}
-    RESULT = 17  # reply, JSON: {"ok": bool, "error": str | null, "bytes": int}
+    RESULT = 17  # reply, JSON: {"ok": bool, "error": str | null, "bytes": int, "running": bool}
+    LOADED = 18  # reply, JSON: (2.0) {"bytes": int}: the state is loaded and validated, the device is stopped
 
 
 class Flag(IntFlag):

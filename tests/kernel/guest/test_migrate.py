@@ -165,3 +165,17 @@ def test_a_refused_stream_leaves_a_stopped_source_stopped_with_its_register(clea
         source.set_state(RUNNING)
         assert scratch(source) == 0x5A
         assert dest.get_state() is RUNNING
+
+
+def test_a_lost_reply_after_commit_leaves_exactly_the_destination_running(cleanup: list[str]) -> None:
+    """The fork issue 16 found, on the real mtty: RESULT is lost after the destination started. The source must not
+    resume: it stays stopped and says the outcome is undecided (exit 4)."""
+    from tests.sim.test_commit import RECEIVER_SENDS, session
+
+    source_uuid, dest_uuid = create("mtty-2", cleanup), create("mtty-2", cleanup)
+    with opened(source_uuid) as source, opened(dest_uuid) as dest:
+        source.region_write(BAR0, UART_SCR, b"\x3c")
+        run = session(source, dest, None, RECEIVER_SENDS - 1)  # type: ignore[arg-type]
+        assert run.dest_error is None and dest.get_state() is RUNNING and scratch(dest) == 0x3C
+        assert isinstance(run.source_error, MigrationError) and run.source_error.exit_code == 4
+        assert source.get_state() is STOP

@@ -1,0 +1,216 @@
+"""The commit step (stream 2.0): at no moment can both devices run the state; when the outcome is decided exactly one
+runs; when a cut leaves it undecided (only after COMMIT was sent) the source stays stopped and says so.
+
+The fault matrix cuts the connection at every record boundary of both directions (the sender's stream and the
+receiver's replies) of one session between two simulated devices, and checks the invariant after each cut.
+"""
+
+from __future__ import annotations
+
+import socket
+import threading
+from dataclasses import dataclass
+
+import pytest
+
+from devmig.migrate.fsm import RUNNING, STOP
+from devmig.migrate.session import (
+    Destination,
+    DestinationResetError,
+    MigrationError,
+    Source,
+    UndecidedError,
+    accept_all,
+)
+from devmig.migrate.stream import Kind, Reader, Writer
+from devmig.migrate.transport import SocketChannel, TransportError
+from devmig.sim.vfio import DeviceState, SimVfioDevice, StreamHeader
+
+
+def device(name: str, seed: int | None) -> SimVfioDevice:
+    # no PRE_COPY (flags 3): a fixed number of records, so every boundary is reached by index
+    dev = SimVfioDevice(
+        name, DeviceState.create(memory=3 << 20, seed=seed), migration_flags=3, header=StreamHeader("m", "1.0.0")
+    )
+    dev.open()
+    return dev
+
+
+class Cut:
+    """A channel whose `send`s stop at the `at`-th (0-based): the socket is shut down both ways instead."""
+
+    def __init__(self, inner: SocketChannel, at: int | None) -> None:
+        self.inner, self.at, self.name, self.sends = inner, at, inner.name, 0
+
+    def send(self, *parts: bytes | memoryview) -> None:
+        if self.at is not None and self.sends >= self.at:
+            self.inner.sock.shutdown(socket.SHUT_RDWR)
+            raise TransportError(f"sending to {self.name}: cut by the test before send {self.sends}")
+        self.sends += 1
+        self.inner.send(*parts)
+
+    def recv_into(self, view: memoryview) -> int:
+        return self.inner.recv_into(view)
+
+
+@dataclass
+class Run:
+    source_error: BaseException | None
+    dest_error: BaseException | None
+    sender_sends: int
+    receiver_sends: int
+
+
+def session(src: SimVfioDevice, dst: SimVfioDevice, cut_sender: int | None, cut_receiver: int | None) -> Run:
+    left, right = socket.socketpair()
+    for sock in (left, right):
+        sock.settimeout(10)
+    receiver = Cut(SocketChannel(right, "receiver"), cut_receiver)
+    errors: list[BaseException | None] = [None, None]
+
+    def serve() -> None:
+        try:
+            Destination(dst, judge=accept_all).run(Reader(receiver), replies=lambda: Writer(receiver))
+        except BaseException as exc:
+            errors[1] = exc
+        finally:
+            right.close()
+
+    thread = threading.Thread(target=serve)
+    thread.start()
+    sender = Cut(SocketChannel(left, "sender"), cut_sender)
+    try:
+        Source(src).run(Writer(sender), replies=lambda: Reader(sender))
+    except BaseException as exc:
+        errors[0] = exc
+    finally:
+        left.close()
+        thread.join()
+    return Run(errors[0], errors[1], sender.sends, receiver.sends)
+
+
+def check_invariant(run: Run, src: SimVfioDevice, dst: SimVfioDevice, digest: str) -> str:
+    """The outcome, after asserting the invariant: "destination", "source" or "undecided"."""
+    dest_runs = run.dest_error is None and dst.get_state() is RUNNING and dst.state.digest() == digest
+    source_runs = src.get_state() is RUNNING
+    assert src.state.digest() == digest, "the source's state changed"
+    assert not (dest_runs and source_runs), "both devices run the state"
+    if isinstance(run.source_error, UndecidedError):
+        assert src.get_state() is STOP, "an undecided source must stay stopped"
+        assert run.source_error.exit_code == 4
+        return "undecided"
+    assert dest_runs != source_runs, "a decided outcome runs exactly one device"
+    if dest_runs:
+        assert run.source_error is None and src.get_state() is STOP
+        return "destination"
+    assert run.dest_error is not None and dst.get_state() is RUNNING
+    return "source"
+
+
+def whole() -> Run:
+    src, dst = device("src", 1), device("dst", None)
+    return session(src, dst, None, None)
+
+
+def test_an_uncut_session_runs_the_destination_only() -> None:
+    src, dst = device("src", 1), device("dst", None)
+    digest = src.state.digest()
+    run = session(src, dst, None, None)
+    assert check_invariant(run, src, dst, digest) == "destination"
+    # preamble, HELLO, 4 DATA, END, COMMIT; preamble, VERDICT, LOADED, RESULT
+    assert (run.sender_sends, run.receiver_sends) == (SENDER_SENDS, RECEIVER_SENDS)
+
+
+SENDER_SENDS, RECEIVER_SENDS = 8, 4
+
+
+@pytest.mark.parametrize("at", range(SENDER_SENDS))
+def test_a_cut_of_the_senders_stream_at_every_record_boundary(at: int) -> None:
+    src, dst = device("src", 1), device("dst", None)
+    digest = src.state.digest()
+    outcome = check_invariant(session(src, dst, at, None), src, dst, digest)
+    # before COMMIT the destination never runs, and the source is sure of it; a cut COMMIT is undecided
+    assert outcome == ("undecided" if at == SENDER_SENDS - 1 else "source")
+
+
+@pytest.mark.parametrize("at", range(RECEIVER_SENDS))
+def test_a_cut_of_the_receivers_replies_at_every_record_boundary(at: int) -> None:
+    src, dst = device("src", 1), device("dst", None)
+    digest = src.state.digest()
+    outcome = check_invariant(session(src, dst, None, at), src, dst, digest)
+    # the lost RESULT: the destination runs, the source stays stopped and says it cannot tell
+    assert outcome == ("undecided" if at == RECEIVER_SENDS - 1 else "source")
+
+
+def test_the_lost_reply_no_longer_forks_the_state() -> None:
+    """The defect issue 16 found: RESULT lost after the destination started, and the source resumed too."""
+    src, dst = device("src", 1), device("dst", None)
+    digest = src.state.digest()
+    run = session(src, dst, None, RECEIVER_SENDS - 1)
+    assert run.dest_error is None and dst.get_state() is RUNNING and dst.state.digest() == digest
+    assert isinstance(run.source_error, UndecidedError) and src.get_state() is STOP
+    assert "--resolve destination-runs" in str(run.source_error)
+
+
+class AbortInsteadOfCommit(Writer):
+    """A source that changes its mind after LOADED: it sends ABORT where COMMIT would go."""
+
+    def json(self, kind: Kind, value: dict[str, object]) -> None:
+        if kind is Kind.COMMIT:
+            kind, value = Kind.ABORT, {"reason": "the test changed its mind"}
+        super().json(kind, value)
+
+
+def test_an_abort_after_loading_resets_the_destination_and_the_source_resumes() -> None:
+    src, dst = device("src", 1), device("dst", None)
+    digest = src.state.digest()
+    left, right = socket.socketpair()
+    for sock in (left, right):
+        sock.settimeout(10)
+    errors: list[BaseException] = []
+
+    def serve() -> None:
+        channel = SocketChannel(right, "receiver")
+        try:
+            Destination(dst, judge=accept_all).run(Reader(channel), replies=lambda: Writer(channel))
+        except BaseException as exc:
+            errors.append(exc)
+        finally:
+            right.close()
+
+    thread = threading.Thread(target=serve)
+    thread.start()
+    channel = SocketChannel(left, "sender")
+    with pytest.raises(DestinationResetError, match="gave up after the state was loaded"):
+        Source(src).run(AbortInsteadOfCommit(channel), replies=lambda: Reader(channel))
+    left.close()
+    thread.join()
+    assert isinstance(errors[0], MigrationError) and "gave up after the state was loaded" in str(errors[0])
+    assert src.get_state() is RUNNING and src.state.digest() == digest
+    assert dst.get_state() is RUNNING
+
+
+def test_a_sender_without_the_commit_step_is_refused_by_name() -> None:
+    src, dst = device("src", 1), device("dst", None)
+    left, right = socket.socketpair()
+    errors: list[BaseException] = []
+
+    def serve() -> None:
+        channel = SocketChannel(right, "receiver")
+        try:
+            Destination(dst, judge=accept_all).run(Reader(channel), replies=lambda: Writer(channel))
+        except BaseException as exc:
+            errors.append(exc)
+
+    thread = threading.Thread(target=serve)
+    thread.start()
+    channel = SocketChannel(left, "sender")
+    writer = Writer(channel, (1, 0))
+    writer.json(Kind.HELLO, Source(src).hello(src.migration_flags()))
+    verdict = Reader(channel).expect(Kind.VERDICT).json()
+    thread.join()
+    left.close()
+    right.close()
+    assert not verdict["accept"] and "stream 1.0, which has no commit step" in verdict["reason"]
+    assert dst.get_state() is RUNNING and src.get_state() is RUNNING
+    assert errors and "stream 1.0" in str(errors[0])
