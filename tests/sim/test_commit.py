@@ -8,11 +8,16 @@ receiver's replies) of one session between two simulated devices, and checks the
 from __future__ import annotations
 
 import socket
+import tempfile
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 import pytest
 
+from devmig.migrate import transport
+from devmig.migrate.device import MigrationDevice
 from devmig.migrate.fsm import RUNNING, STOP
 from devmig.migrate.session import (
     Destination,
@@ -23,8 +28,10 @@ from devmig.migrate.session import (
     accept_all,
 )
 from devmig.migrate.stream import Kind, Reader, Writer
+from devmig.migrate.tls.channel import TlsConfig
 from devmig.migrate.transport import SocketChannel, TransportError
 from devmig.sim.vfio import DeviceState, SimVfioDevice, StreamHeader
+from tests.sim.test_tls import psk_file
 
 
 def device(name: str, seed: int | None) -> SimVfioDevice:
@@ -61,32 +68,69 @@ class Run:
     receiver_sends: int
 
 
-def session(src: SimVfioDevice, dst: SimVfioDevice, cut_sender: int | None, cut_receiver: int | None) -> Run:
-    left, right = socket.socketpair()
-    for sock in (left, right):
-        sock.settimeout(10)
-    receiver = Cut(SocketChannel(right, "receiver"), cut_receiver)
-    errors: list[BaseException | None] = [None, None]
+#: the channels a session can run over: a socket pair in this process, TCP on loopback, mutual TLS (a lab's key)
+VIAS = ("pair", "tcp", "tls")
 
-    def serve() -> None:
+
+def _start(
+    via: str, serve: Callable[[SocketChannel], None], failed: Callable[[BaseException], None]
+) -> tuple[SocketChannel, threading.Thread]:
+    """The sender's channel, and the receiver's thread, started, running `serve` on its own channel (`failed` when
+    no channel could be accepted: a sender cut before its first byte)."""
+    if via == "pair":
+        left, right = socket.socketpair()
+        for sock in (left, right):
+            sock.settimeout(10)
+        thread = threading.Thread(target=serve, args=(SocketChannel(right, "receiver"),))
+        thread.start()
+        return SocketChannel(left, "sender"), thread
+    server = client = None
+    if via == "tls":
+        key = psk_file(Path(tempfile.mkdtemp(prefix="devmig-commit-")) / "psk")
+        server, client = TlsConfig.from_psk_file("server", key), TlsConfig.from_psk_file("client", key)
+    listener = transport.listen(transport.Address("127.0.0.1", 0))
+
+    def accept_and_serve() -> None:
+        try:
+            with listener:
+                channel = transport.accept(listener, 10, 10, tls=server)
+        except BaseException as exc:
+            failed(exc)
+            return
+        serve(channel)
+
+    thread = threading.Thread(target=accept_and_serve)
+    thread.start()
+    return transport.connect(transport.Address("127.0.0.1", listener.getsockname()[1]), 10, tls=client), thread
+
+
+def session(
+    src: MigrationDevice, dst: MigrationDevice, cut_sender: int | None, cut_receiver: int | None, via: str = "pair"
+) -> Run:
+    errors: list[BaseException | None] = [None, None]
+    counts = [0, 0]
+
+    def serve(channel: SocketChannel) -> None:
+        receiver = Cut(channel, cut_receiver)
         try:
             Destination(dst, judge=accept_all).run(Reader(receiver), replies=lambda: Writer(receiver))
         except BaseException as exc:
             errors[1] = exc
         finally:
-            right.close()
+            counts[1] = receiver.sends
+            channel.close()
 
-    thread = threading.Thread(target=serve)
-    thread.start()
-    sender = Cut(SocketChannel(left, "sender"), cut_sender)
+    channel, thread = _start(via, serve, lambda exc: errors.__setitem__(1, exc))
+    sender = Cut(channel, cut_sender)
     try:
         Source(src).run(Writer(sender), replies=lambda: Reader(sender))
     except BaseException as exc:
         errors[0] = exc
     finally:
-        left.close()
-        thread.join()
-    return Run(errors[0], errors[1], sender.sends, receiver.sends)
+        counts[0] = sender.sends
+        channel.close()
+        thread.join(30)
+    return Run(errors[0], errors[1], counts[0], counts[1])
 
 
 def check_invariant(run: Run, src: SimVfioDevice, dst: SimVfioDevice, digest: str) -> str:
@@ -112,10 +156,11 @@ def whole() -> Run:
     return session(src, dst, None, None)
 
 
-def test_an_uncut_session_runs_the_destination_only() -> None:
+@pytest.mark.parametrize("via", VIAS)
+def test_an_uncut_session_runs_the_destination_only(via: str) -> None:
     src, dst = device("src", 1), device("dst", None)
     digest = src.state.digest()
-    run = session(src, dst, None, None)
+    run = session(src, dst, None, None, via)
     assert check_invariant(run, src, dst, digest) == "destination"
     # preamble, HELLO, 4 DATA, END, COMMIT; preamble, VERDICT, LOADED, RESULT
     assert (run.sender_sends, run.receiver_sends) == (SENDER_SENDS, RECEIVER_SENDS)
@@ -124,20 +169,22 @@ def test_an_uncut_session_runs_the_destination_only() -> None:
 SENDER_SENDS, RECEIVER_SENDS = 8, 4
 
 
+@pytest.mark.parametrize("via", VIAS)
 @pytest.mark.parametrize("at", range(SENDER_SENDS))
-def test_a_cut_of_the_senders_stream_at_every_record_boundary(at: int) -> None:
+def test_a_cut_of_the_senders_stream_at_every_record_boundary(at: int, via: str) -> None:
     src, dst = device("src", 1), device("dst", None)
     digest = src.state.digest()
-    outcome = check_invariant(session(src, dst, at, None), src, dst, digest)
+    outcome = check_invariant(session(src, dst, at, None, via), src, dst, digest)
     # before COMMIT the destination never runs, and the source is sure of it; a cut COMMIT is undecided
     assert outcome == ("undecided" if at == SENDER_SENDS - 1 else "source")
 
 
+@pytest.mark.parametrize("via", VIAS)
 @pytest.mark.parametrize("at", range(RECEIVER_SENDS))
-def test_a_cut_of_the_receivers_replies_at_every_record_boundary(at: int) -> None:
+def test_a_cut_of_the_receivers_replies_at_every_record_boundary(at: int, via: str) -> None:
     src, dst = device("src", 1), device("dst", None)
     digest = src.state.digest()
-    outcome = check_invariant(session(src, dst, None, at), src, dst, digest)
+    outcome = check_invariant(session(src, dst, None, at, via), src, dst, digest)
     # the lost RESULT: the destination runs, the source stays stopped and says it cannot tell
     assert outcome == ("undecided" if at == RECEIVER_SENDS - 1 else "source")
 

@@ -175,7 +175,7 @@ def test_a_lost_reply_after_commit_leaves_exactly_the_destination_running(cleanu
     source_uuid, dest_uuid = create("mtty-2", cleanup), create("mtty-2", cleanup)
     with opened(source_uuid) as source, opened(dest_uuid) as dest:
         source.region_write(BAR0, UART_SCR, b"\x3c")
-        run = session(source, dest, None, RECEIVER_SENDS - 1)  # type: ignore[arg-type]
+        run = session(source, dest, None, RECEIVER_SENDS - 1)
         assert run.dest_error is None and dest.get_state() is RUNNING and scratch(dest) == 0x3C
         assert isinstance(run.source_error, MigrationError) and run.source_error.exit_code == 4
         assert source.get_state() is STOP
