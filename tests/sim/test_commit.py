@@ -105,7 +105,12 @@ def _start(
 
 
 def session(
-    src: MigrationDevice, dst: MigrationDevice, cut_sender: int | None, cut_receiver: int | None, via: str = "pair"
+    src: MigrationDevice,
+    dst: MigrationDevice,
+    cut_sender: int | None,
+    cut_receiver: int | None,
+    via: str = "pair",
+    writer: type[Writer] = Writer,
 ) -> Run:
     errors: list[BaseException | None] = [None, None]
     counts = [0, 0]
@@ -123,7 +128,7 @@ def session(
     channel, thread = _start(via, serve, lambda exc: errors.__setitem__(1, exc))
     sender = Cut(channel, cut_sender)
     try:
-        Source(src).run(Writer(sender), replies=lambda: Reader(sender))
+        Source(src).run(writer(sender), replies=lambda: Reader(sender))
     except BaseException as exc:
         errors[0] = exc
     finally:
@@ -169,24 +174,20 @@ def test_an_uncut_session_runs_the_destination_only(via: str) -> None:
 SENDER_SENDS, RECEIVER_SENDS = 8, 4
 
 
-@pytest.mark.parametrize("via", VIAS)
-@pytest.mark.parametrize("at", range(SENDER_SENDS))
-def test_a_cut_of_the_senders_stream_at_every_record_boundary(at: int, via: str) -> None:
-    src, dst = device("src", 1), device("dst", None)
-    digest = src.state.digest()
-    outcome = check_invariant(session(src, dst, at, None, via), src, dst, digest)
-    # before COMMIT the destination never runs, and the source is sure of it; a cut COMMIT is undecided
-    assert outcome == ("undecided" if at == SENDER_SENDS - 1 else "source")
+#: every cut point: (direction, how many sends get through) and the outcome it must have. Before COMMIT the
+#: destination never runs and the source is sure of it; a cut COMMIT or a lost RESULT is undecided at the source.
+CUTS = [("sender", at, "undecided" if at == SENDER_SENDS - 1 else "source") for at in range(SENDER_SENDS)] + [
+    ("receiver", at, "undecided" if at == RECEIVER_SENDS - 1 else "source") for at in range(RECEIVER_SENDS)
+]
 
 
 @pytest.mark.parametrize("via", VIAS)
-@pytest.mark.parametrize("at", range(RECEIVER_SENDS))
-def test_a_cut_of_the_receivers_replies_at_every_record_boundary(at: int, via: str) -> None:
+@pytest.mark.parametrize(("direction", "at", "expected"), CUTS)
+def test_a_cut_at_every_record_boundary_in_both_directions(via: str, direction: str, at: int, expected: str) -> None:
     src, dst = device("src", 1), device("dst", None)
     digest = src.state.digest()
-    outcome = check_invariant(session(src, dst, None, at, via), src, dst, digest)
-    # the lost RESULT: the destination runs, the source stays stopped and says it cannot tell
-    assert outcome == ("undecided" if at == RECEIVER_SENDS - 1 else "source")
+    sender, receiver = (at, None) if direction == "sender" else (None, at)
+    assert check_invariant(session(src, dst, sender, receiver, via), src, dst, digest) == expected
 
 
 def test_the_lost_reply_no_longer_forks_the_state() -> None:
@@ -211,28 +212,10 @@ class AbortInsteadOfCommit(Writer):
 def test_an_abort_after_loading_resets_the_destination_and_the_source_resumes() -> None:
     src, dst = device("src", 1), device("dst", None)
     digest = src.state.digest()
-    left, right = socket.socketpair()
-    for sock in (left, right):
-        sock.settimeout(10)
-    errors: list[BaseException] = []
-
-    def serve() -> None:
-        channel = SocketChannel(right, "receiver")
-        try:
-            Destination(dst, judge=accept_all).run(Reader(channel), replies=lambda: Writer(channel))
-        except BaseException as exc:
-            errors.append(exc)
-        finally:
-            right.close()
-
-    thread = threading.Thread(target=serve)
-    thread.start()
-    channel = SocketChannel(left, "sender")
-    with pytest.raises(DestinationResetError, match="gave up after the state was loaded"):
-        Source(src).run(AbortInsteadOfCommit(channel), replies=lambda: Reader(channel))
-    left.close()
-    thread.join()
-    assert isinstance(errors[0], MigrationError) and "gave up after the state was loaded" in str(errors[0])
+    run = session(src, dst, None, None, writer=AbortInsteadOfCommit)
+    assert isinstance(run.source_error, DestinationResetError)
+    assert "gave up after the state was loaded" in str(run.source_error)
+    assert isinstance(run.dest_error, MigrationError) and "gave up after the state was loaded" in str(run.dest_error)
     assert src.get_state() is RUNNING and src.state.digest() == digest
     assert dst.get_state() is RUNNING
 
