@@ -3,13 +3,16 @@
 Source: HELLO (what it sends, with its descriptor), wait for the receiver's VERDICT when there is one, then
 RUNNING -> PRE_COPY and pre-copy rounds while the driver's estimate shrinks (at most `Budget.max_rounds`; the switch
 happens once what is left fits the downtime budget at the measured rate, or stops shrinking), then STOP_COPY until
-the end of the device's stream, END, and the receiver's RESULT. A device without PRE_COPY goes straight to
-STOP_COPY. On any failure, a signal included, the source is put back to the state it started in, RUNNING or STOP (a
-reset when the driver left it in ERROR) before the error goes on: reading the stream never changed its state.
+the end of the device's stream, END, the receiver's LOADED, COMMIT (from here the source never runs its device again
+on its own) and the receiver's RESULT. A device without PRE_COPY goes straight to STOP_COPY. On any failure before
+COMMIT, a signal included, the source is put back to the state it started in, RUNNING or STOP (a reset when the
+driver left it in ERROR) before the error goes on: reading the stream never changed its state. A channel lost after
+COMMIT is undecided (UndecidedError, exit 4): the source stays stopped.
 
 Destination: read HELLO, judge it (devmig's compatibility check, before any byte of state), answer VERDICT, then
-RESUMING, write every DATA record to the data_fd, check END, RESUMING -> STOP (the driver validates what it loaded)
--> RUNNING, answer RESULT. On any failure the device is reset: nothing half-loaded is left running.
+RESUMING, write every DATA record to the data_fd, check END, RESUMING -> STOP (the driver validates what it loaded),
+answer LOADED, and only on the source's COMMIT STOP -> RUNNING and RESULT. On any failure before that the device is
+reset: it never runs the state, and nothing half-loaded is left running.
 
 Sessions see devices only through devmig.migrate.device and bytes only through devmig.migrate.stream.
 """
@@ -224,8 +227,8 @@ class Source:
                 self.outcome.state = _end_state(self.device)
                 raise UndecidedError(
                     f"the connection was lost after COMMIT was sent ({exc}): the destination runs the state if COMMIT "
-                    "reached it (its devmig receive ends with exit 0), and has reset its device if not (it ends "
-                    f"with 'never ran'). {self.device.name} stays in {self.outcome.state} until one of: "
+                    "reached it (its devmig receive exits 0), and reset its device without running it if not (it "
+                    f"exits non-zero). {self.device.name} stays in {self.outcome.state} until one of: "
                     f"`devmig migrate {self.device.name} --resolve destination-runs` (it stays stopped) or "
                     f"`devmig migrate {self.device.name} --resolve destination-reset` (it returns to {start.name})",
                     self.device.name,
