@@ -3,11 +3,10 @@ devmig.cli.types) and the click-free path (devmig.cli.quick) both run these, so 
 
 from __future__ import annotations
 
-import json
 from typing import TYPE_CHECKING
 
 from devmig.cli.echo import echo
-from devmig.cli.render import print_warnings, table, warnings_json
+from devmig.cli.render import json_text, print_warnings, table, warnings_json
 from devmig.host.devices import MdevDevice, PciFunction, Subchannel
 from devmig.host.inventory import Device, Inventory
 from devmig.host.sysfs import Sysfs
@@ -15,10 +14,6 @@ from devmig.host.sysfs import Sysfs
 if TYPE_CHECKING:  # the vdpa package is loaded only on a host that has the vdpa family
     from devmig.host.access import Host
     from devmig.vdpa.records import VdpaDev
-
-
-def _emit_json(data: object, pretty: bool) -> None:
-    echo(json.dumps(data, indent=2) if pretty else json.dumps(data, separators=(",", ":")))
 
 
 # -- devmig list ---------------------------------------------------------------------------------------------------
@@ -87,7 +82,7 @@ def list_devices(host: Host, fmt: str, json_output: bool, pretty: bool) -> int:
     vdpa = backend.devices() if backend is not None else []
     if json_output:
         listed = [_device_json(d) for d in devices] + [_vdpa_json(v) for v in vdpa]
-        _emit_json({"devices": listed, "warnings": warnings_json(inv.warnings)}, pretty)
+        echo(json_text({"devices": listed, "warnings": warnings_json(inv.warnings)}, pretty))
     elif devices or vdpa:
         header = ("KIND", "DEVICE", "PARENT", "TYPE", "DRIVER", "IOMMU_GROUP")
         rows = [*(_row(d) for d in devices), *(("vdpa", v.name, v.mgmtdev, v.type, "-", "-") for v in vdpa)]
@@ -110,7 +105,7 @@ def list_types(sysfs: Sysfs, parent: str | None, fmt: str, json_output: bool, pr
 
         echo(types_dumpjson(parents), nl=False)
     elif json_output:
-        _emit_json({"parents": [p.to_dict() for p in parents], "warnings": warnings_json(inv.warnings)}, pretty)
+        echo(json_text({"parents": [p.to_dict() for p in parents], "warnings": warnings_json(inv.warnings)}, pretty))
     else:
         lines = []
         for p in parents:

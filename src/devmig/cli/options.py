@@ -4,12 +4,13 @@ options that are its own."""
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
+
+from devmig.cli.render import json_text
 
 if TYPE_CHECKING:
     from devmig.host.sysfs import Sysfs
@@ -39,10 +40,7 @@ def resolve(json_output: bool, pretty: bool) -> Options:
 
 
 def emit_json(data: Any, opts: Options) -> None:
-    if opts.pretty:
-        click.echo(json.dumps(data, indent=2))
-    else:
-        click.echo(json.dumps(data, separators=(",", ":")))
+    click.echo(json_text(data, opts.pretty))
 
 
 # -- the host ---------------------------------------------------------------------------------------------------------

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING
 
@@ -20,6 +21,11 @@ def value_text(value: object) -> str:
     if isinstance(value, list):
         return ",".join(value_text(v) for v in value)
     return str(value)
+
+
+def json_text(data: object, pretty: bool) -> str:
+    """JSON for programs: compact, or indented with -p (every command, on both the click and the quick path)."""
+    return json.dumps(data, indent=2) if pretty else json.dumps(data, separators=(",", ":"))
 
 
 def assignments(values: Mapping[str, object]) -> str:
