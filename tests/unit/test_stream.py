@@ -63,7 +63,9 @@ def test_what_is_written_is_read_back_whatever_the_segmentation(payloads: list[b
 
 def test_the_layout_is_the_documented_one() -> None:
     data = written(b"abc")
-    assert data[:16] == b"DEVMIGMS" + struct.pack("<HHI", 2, 0, 0)
+    assert data[:16] == b"DEVMIGMS" + struct.pack(
+        "<HHI", 2, 1, 0
+    )  # 2.1; no flags on a channel that does not authenticate
     kind, flags, reserved, length, crc = struct.unpack_from("<BBHII", data, 16)
     hello = data[28 : 28 + length]
     assert (kind, flags, reserved) == (Kind.HELLO, 0, 0)

@@ -7,9 +7,9 @@ arrives, and can tell a cut stream from a whole one.
 
 Layout (little-endian):
 
-    preamble  "<8sHHI": magic b"DEVMIGMS", major, minor, flags (0)
+    preamble  "<8sHHI": magic b"DEVMIGMS", major, minor, flags (SEALED, or 0)
     record    "<BBHII": kind, flags, reserved (0), payload length, CRC32C over the first 8 header bytes and the
-              payload; then the payload
+              payload (a DATA record's header only, under SEALED); then the payload
 
 Versions: a reader takes any stream of a major it knows, whatever its minor. A newer minor may add record kinds;
 those it marks OPTIONAL are skipped by older readers, any other unknown kind is refused by name. A new major is
@@ -21,6 +21,11 @@ The same framing carries the receiver's replies on a two-way transport (VERDICT,
 Version 2.0 added the commit step (LOADED, COMMIT): a destination starts its device only once the source has said it
 never will again, so no lost reply can leave two running copies (docs/migration.md). A 1.x reader refuses 2.0 by
 name; this devmig still reads 1.x files (`devmig restore`) and refuses a 1.x sender on a two-way session by name.
+
+Version 2.1 added the preamble flag SEALED: the stream travels over a channel that authenticates every byte with
+AES-GCM (devmig.migrate.tls.records), a stronger check than a CRC, so a DATA record's CRC32C covers its header only
+and the device bytes are not read a second time for it. A writer sets it only on such a channel, and a reader
+refuses it on any other (a file, plain TCP), so no DATA record goes unchecked.
 """
 
 from __future__ import annotations
@@ -38,7 +43,7 @@ import crc32c
 from devmig.errors import DevmigError, ExitCode
 
 MAGIC: Final = b"DEVMIGMS"
-VERSION: Final = (2, 0)
+VERSION: Final = (2, 1)
 #: majors this devmig reads (1.x: files and senders without the commit step; see Destination)
 READS_MAJORS: Final = frozenset({1, 2})
 PREAMBLE: Final = struct.Struct("<8sHHI")
@@ -58,6 +63,12 @@ class Kind(IntEnum):
     VERDICT = 16  # reply, JSON: {"accept": bool, "reason": str | null, "verdict": Verdict | null}
     RESULT = 17  # reply, JSON: {"ok": bool, "error": str | null, "bytes": int, "running": bool}
     LOADED = 18  # reply, JSON: (2.0) {"bytes": int}: the state is loaded and validated, the device is stopped
+
+
+#: preamble flag: the channel authenticates every byte; DATA records' CRC32C covers their header only (2.1)
+SEALED: Final = 1
+#: the preamble flags this devmig knows
+STREAM_FLAGS: Final = SEALED
 
 
 class Flag(IntFlag):
@@ -112,14 +123,20 @@ class Record:
         return value
 
 
-def preamble(version: tuple[int, int] = VERSION) -> bytes:
-    return PREAMBLE.pack(MAGIC, version[0], version[1], 0)
+def preamble(version: tuple[int, int] = VERSION, flags: int = 0) -> bytes:
+    return PREAMBLE.pack(MAGIC, version[0], version[1], flags)
 
 
-def frame(kind: int, payload: bytes | memoryview = b"", flags: int = 0) -> bytes:
-    """The header of one record (send the payload after it)."""
+def frame(kind: int, payload: bytes | memoryview = b"", flags: int = 0, *, covered: bool = True) -> bytes:
+    """The header of one record (send the payload after it); its CRC covers the payload too when `covered`."""
     head = struct.pack("<BBHI", kind, flags, 0, len(payload))
-    return head + crc32c.crc32c(payload, crc32c.crc32c(head)).to_bytes(4, "little")
+    crc = crc32c.crc32c(head)
+    return head + (crc32c.crc32c(payload, crc) if covered else crc).to_bytes(4, "little")
+
+
+def authenticates(channel: Channel) -> bool:
+    """Whether the channel itself authenticates every byte (devmig.migrate.transport.SealedChannel)."""
+    return bool(getattr(channel, "authenticates", False))
 
 
 def json_payload(value: dict[str, Any]) -> bytes:
@@ -133,10 +150,13 @@ class Writer:
         self.channel = channel
         self.data_bytes = self.data_records = 0
         self.sent = 0
-        channel.send(preamble(version))
+        #: DATA payloads left to the channel's own authentication (SEALED)
+        self.sealed = version >= (2, 1) and authenticates(channel)
+        channel.send(preamble(version, SEALED if self.sealed else 0))
 
     def record(self, kind: Kind, payload: bytes | memoryview = b"", flags: int = 0) -> None:
-        self.channel.send(frame(kind, payload, flags), payload)
+        covered = not (self.sealed and kind is Kind.DATA)
+        self.channel.send(frame(kind, payload, flags, covered=covered), payload)
         self.sent += FRAME.size + len(payload)
 
     def json(self, kind: Kind, value: dict[str, Any]) -> None:
@@ -216,10 +236,18 @@ class Reader:
                 f"{self.what}: stream version {major}.{minor}, this devmig reads version "
                 f"{'/'.join(str(m) for m in sorted(READS_MAJORS))}.x (devmig stream {VERSION[0]}.{VERSION[1]})"
             )
-        if flags:
+        if flags & ~STREAM_FLAGS or (flags and (major, minor) < (2, 1)):
             raise StreamFormatError(
-                f"{self.what}: stream flags {flags:#x}: this devmig knows none (a newer devmig wrote it: upgrade)"
+                f"{self.what}: stream flags {flags:#x}: this devmig knows {STREAM_FLAGS:#x} from version 2.1 (a newer "
+                "devmig wrote it: upgrade)"
             )
+        if flags & SEALED and not authenticates(channel):
+            raise StreamFormatError(
+                f"{self.what}: the stream leaves its device data to a channel that authenticates every byte, and "
+                f"{channel.name} does not: refused, its DATA records would go unchecked"
+            )
+        #: DATA payloads authenticated by the channel, not by their CRC (SEALED)
+        self.sealed = bool(flags & SEALED)
         self.version = (major, minor)
 
     def _exactly(self, size: int, buffer: bytearray, what: str, eof_ok: bool = False) -> memoryview:
@@ -280,7 +308,10 @@ class Reader:
             if len(self._buffer) < length:
                 self._buffer = bytearray(length)
             payload = self._exactly(length, self._buffer, f"a record of {length} bytes")
-            if crc32c.crc32c(payload, crc32c.crc32c(head[:8])) != crc:
+            covered = crc32c.crc32c(head[:8])
+            if not (self.sealed and code == Kind.DATA):
+                covered = crc32c.crc32c(payload, covered)
+            if covered != crc:
                 raise StreamFormatError(
                     f"{self.what}: record at byte {self.received - length} fails its CRC32C: corrupt"
                 )

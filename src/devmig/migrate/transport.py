@@ -30,6 +30,20 @@ from devmig.migrate.fsm import RUNNING
 from devmig.migrate.session import Budget, Destination, Judge, Outcome, Progress, Source, quiet
 from devmig.migrate.stream import MAGIC, Kind, Reader, StreamError, Writer
 from devmig.migrate.tls.channel import HandshakeError, TlsConfig, ssl_detail
+from devmig.migrate.tls.records import (
+    LENGTH,
+    MAX_PLAINTEXT,
+    OFFER_BYTES,
+    TAG_BYTES,
+    Opener,
+    RecordError,
+    Sealer,
+    Side,
+    derive,
+    new_share,
+    offer,
+    peer_share,
+)
 
 #: seconds of silence after which a peer is taken for gone
 TIMEOUT: Final = 60.0
@@ -68,21 +82,94 @@ class SocketChannel:
         self.sock.close()
 
 
-class TlsChannel(SocketChannel):
-    """A connected TLS socket (ssl has no sendmsg: small parts are joined, large ones sent one by one)."""
+class SealedChannel(SocketChannel):
+    """The connection after its TLS handshake: every byte in sealed records (devmig.migrate.tls.records)."""
 
-    #: parts up to this size in all go out as one write (a record header and a small payload: one TLS record)
+    #: parts up to this size in all are sealed as one record (a stream record's header and a small payload)
     JOIN: Final = 64 << 10
+    #: every byte is authenticated (AES-GCM): a stream over it need not CRC its device data (stream.SEALED)
+    authenticates: Final = True
+
+    def __init__(self, sock: socket.socket, name: str, sealer: Sealer, opener: Opener, tls: str) -> None:
+        super().__init__(sock, name)
+        self.sealer, self.opener = sealer, opener
+        #: the handshake that authenticated the peer and keyed the records ("TLSv1.3 TLS_AES_256_GCM_SHA384")
+        self.tls = tls
+        self._head = bytearray(LENGTH.size)
+        self._sealed = bytearray(MAX_PLAINTEXT + TAG_BYTES)
+        self._plain = bytearray(MAX_PLAINTEXT)
+        self._pending = memoryview(self._plain)[:0]  # opened, not yet handed to the reader
 
     def send(self, *parts: bytes | memoryview) -> None:
         if sum(len(p) for p in parts) <= self.JOIN:
             parts = (b"".join(parts),)
-        try:
-            for part in parts:
-                if len(part):
-                    self.sock.sendall(part)
-        except OSError as exc:
-            raise TransportError(f"sending to {self.name}: {_why(exc)}") from None
+        for part in parts:
+            view = memoryview(part).cast("B")
+            for offset in range(0, len(view), MAX_PLAINTEXT):
+                super().send(self.sealer.seal(view[offset : offset + MAX_PLAINTEXT]))
+
+    def recv_into(self, view: memoryview) -> int:
+        """The next plaintext bytes; a record that fits the caller's view is opened straight into it."""
+        while not self._pending:
+            if not self._fill(self._head, eof_ok=True):
+                return 0  # the peer closed between records
+            size = self.opener.length(self._head)
+            sealed = memoryview(self._sealed)[:size]
+            self._fill(sealed)
+            plain = size - TAG_BYTES
+            try:
+                if 0 < plain <= len(view):
+                    return self.opener.open(self._head, sealed, view[:plain])
+                self.opener.open(self._head, sealed, memoryview(self._plain)[:plain])
+            except RecordError as exc:
+                raise TransportError(f"receiving from {self.name}: {exc}") from None
+            self._pending = memoryview(self._plain)[:plain]
+        n = min(len(view), len(self._pending))
+        view[:n] = self._pending[:n]
+        self._pending = self._pending[n:]
+        return n
+
+    def _fill(self, buffer: bytearray | memoryview, eof_ok: bool = False) -> bool:
+        """Exactly `len(buffer)` bytes of the connection; False at its end before the first byte if `eof_ok`."""
+        view, got = memoryview(buffer), 0
+        while got < len(view):
+            n = super().recv_into(view[got:])
+            if not n:
+                if got == 0 and eof_ok:
+                    return False
+                raise TransportError(
+                    f"receiving from {self.name}: the connection ended inside a sealed record ({got} of "
+                    f"{len(view)} bytes): the peer stopped or the connection was lost"
+                )
+            got += n
+        return True
+
+
+def _seal(tls: ssl.SSLSocket, side: Side, name: str) -> SealedChannel:
+    """From an authenticated TLS connection to sealed records: both shares inside TLS, close_notify both ways, the
+    keys from both shares. HandshakeError (the connection closed) when the peer does not take part."""
+    peer = "the sender" if side == "server" else "the receiver"
+    share = new_share()
+    cipher = tls.cipher()
+    try:
+        tls.sendall(offer(share))
+        received = b""
+        while len(received) < OFFER_BYTES and (got := tls.recv(OFFER_BYTES - len(received))):
+            received += got
+        theirs = peer_share(received)
+        tls.unwrap()  # close_notify sent and received: the connection goes on after the peer's
+        timeout = tls.gettimeout()
+        sock = socket.socket(tls.family, tls.type, tls.proto, fileno=tls.detach())
+        sock.settimeout(timeout)  # the fd is non-blocking under a timeout: the new object must know it
+    except (OSError, RecordError) as exc:
+        tls.close()
+        why = _why(exc) if isinstance(exc, OSError) else str(exc)
+        raise HandshakeError(f"{peer} at {name} did not key the sealed records: {why}; nothing was sent") from None
+    shares = (share, theirs) if side == "server" else (theirs, share)
+    keys = derive(*shares)
+    other: Side = "client" if side == "server" else "server"
+    described = f"{cipher[1]} {cipher[0]}" if cipher else "TLS"
+    return SealedChannel(sock, name, Sealer(keys[side]), Opener(keys[other]), described)
 
 
 class FileChannel:
@@ -182,7 +269,7 @@ def connect(address: Address, timeout: float = TIMEOUT, *, tls: TlsConfig | None
     _tune(sock, timeout)
     if tls is None:
         return SocketChannel(sock, str(address))
-    return TlsChannel(tls.client(sock, address.host, str(address)), str(address))
+    return _seal(tls.client(sock, address.host, str(address)), "client", str(address))
 
 
 def accept(
@@ -216,7 +303,7 @@ def accept(
     except BaseException:
         sock.close()
         raise
-    return TlsChannel(tls.server(sock, name), name)
+    return _seal(tls.server(sock, name), "server", name)
 
 
 #: the first byte of a TLS connection (a handshake record)
