@@ -17,7 +17,7 @@ class ExitCode(IntEnum):
     REFUSED = 1
     #: bad input or usage
     BAD_INPUT = 2
-    #: a migration whose channel was lost after COMMIT: the source stays stopped until `devmig migrate --resolve`
+    #: a migration whose channel was lost, or a signal came, after COMMIT: the source stays stopped until --resolve
     UNDECIDED = 4
     #: stopped by a signal (SIGINT, SIGTERM, SIGHUP), after putting the host back
     INTERRUPTED = 130
@@ -59,3 +59,8 @@ class SignalledError(DevmigError):
     """A signal stopped an operation; whatever it had changed was undone before this was raised further."""
 
     exit_code = ExitCode.INTERRUPTED
+
+    def __init__(self, message: str, signal: str = "a signal") -> None:
+        super().__init__(message)
+        #: the signal's name (SIGTERM, SIGHUP)
+        self.signal = signal

@@ -204,3 +204,44 @@ def test_resolve_settles_an_undecided_source_once_and_only_where_one_is_recorded
 def test_migrate_needs_to_or_resolve() -> None:
     result = run_devmig("migrate", SOURCE, "--host", "sim:alpha")
     assert result.code == 2 and "--to HOST:PORT" in result.err
+
+
+class _Channel:
+    name = "127.0.0.1:1"
+
+    def close(self) -> None:
+        pass
+
+
+@pytest.mark.parametrize("decided", [True, False])
+@pytest.mark.parametrize("signal", ["SIGTERM", "SIGINT"])
+@pytest.mark.parametrize("command", ["migrate", "receive"])
+def test_a_signal_after_the_session_decided_keeps_the_exit_code_of_a_success(
+    command: str, signal: str, decided: bool, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A signal that comes after the session succeeded, as the channel closes (here: as `transport.send`/`receive`
+    returns), undoes nothing: the command still reports the success, exit 0, which is what an undecided source's
+    operator reads as "the destination runs". Before the session decided, it is the usual exit 130."""
+    from devmig.cli import main
+    from devmig.errors import SignalledError
+    from devmig.machine.lab import forget_labs
+    from devmig.migrate import transport
+    from devmig.migrate.session import Destination, Source
+
+    def session(side: Source | Destination, channel: object) -> None:
+        side.outcome.ok, side.outcome.state = decided, "STOP" if isinstance(side, Source) else "RUNNING"
+        if signal == "SIGINT":
+            raise KeyboardInterrupt
+        raise SignalledError(f"stopped by {signal}; the changes made so far were undone", signal)
+
+    monkeypatch.setattr(transport, "connect", lambda *args, **kwargs: _Channel())
+    monkeypatch.setattr(transport, "accept", lambda *args, **kwargs: _Channel())
+    monkeypatch.setattr(transport, "send" if command == "migrate" else "receive", session)
+    forget_labs()
+    where = ["--to", "127.0.0.1:1"] if command == "migrate" else ["--listen", "0", "--no-check"]
+    code = main([command, SOURCE, *where, "--host", "sim:alpha", INSECURE])
+    out, err = capsys.readouterr()
+    if decided:
+        assert code == 0 and out.startswith(f"{command}d {SOURCE}"), err
+    else:
+        assert code == 130 and not out, out

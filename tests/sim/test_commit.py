@@ -8,15 +8,11 @@ receiver's replies) of one session between two simulated devices, and checks the
 from __future__ import annotations
 
 import socket
-import tempfile
 import threading
-from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 
 import pytest
 
-from devmig.migrate import transport
 from devmig.migrate.device import MigrationDevice
 from devmig.migrate.fsm import RUNNING, STOP
 from devmig.migrate.session import (
@@ -28,19 +24,9 @@ from devmig.migrate.session import (
     accept_all,
 )
 from devmig.migrate.stream import Kind, Reader, Writer
-from devmig.migrate.tls.channel import TlsConfig
 from devmig.migrate.transport import SocketChannel, TransportError
-from devmig.sim.vfio import DeviceState, SimVfioDevice, StreamHeader
-from tests.sim.test_tls import psk_file
-
-
-def device(name: str, seed: int | None) -> SimVfioDevice:
-    # no PRE_COPY (flags 3): a fixed number of records, so every boundary is reached by index
-    dev = SimVfioDevice(
-        name, DeviceState.create(memory=3 << 20, seed=seed), migration_flags=3, header=StreamHeader("m", "1.0.0")
-    )
-    dev.open()
-    return dev
+from devmig.sim.vfio import SimVfioDevice
+from tests.sim.rig import VIAS, Link, device
 
 
 class Cut:
@@ -68,42 +54,6 @@ class Run:
     receiver_sends: int
 
 
-#: the channels a session can run over: a socket pair in this process, TCP on loopback, mutual TLS (a lab's key)
-VIAS = ("pair", "tcp", "tls")
-
-
-def _start(
-    via: str, serve: Callable[[SocketChannel], None], failed: Callable[[BaseException], None]
-) -> tuple[SocketChannel, threading.Thread]:
-    """The sender's channel, and the receiver's thread, started, running `serve` on its own channel (`failed` when
-    no channel could be accepted: a sender cut before its first byte)."""
-    if via == "pair":
-        left, right = socket.socketpair()
-        for sock in (left, right):
-            sock.settimeout(10)
-        thread = threading.Thread(target=serve, args=(SocketChannel(right, "receiver"),))
-        thread.start()
-        return SocketChannel(left, "sender"), thread
-    server = client = None
-    if via == "tls":
-        key = psk_file(Path(tempfile.mkdtemp(prefix="devmig-commit-")) / "psk")
-        server, client = TlsConfig.from_psk_file("server", key), TlsConfig.from_psk_file("client", key)
-    listener = transport.listen(transport.Address("127.0.0.1", 0))
-
-    def accept_and_serve() -> None:
-        try:
-            with listener:
-                channel = transport.accept(listener, 10, 10, tls=server)
-        except BaseException as exc:
-            failed(exc)
-            return
-        serve(channel)
-
-    thread = threading.Thread(target=accept_and_serve)
-    thread.start()
-    return transport.connect(transport.Address("127.0.0.1", listener.getsockname()[1]), 10, tls=client), thread
-
-
 def session(
     src: MigrationDevice,
     dst: MigrationDevice,
@@ -114,8 +64,14 @@ def session(
 ) -> Run:
     errors: list[BaseException | None] = [None, None]
     counts = [0, 0]
+    link = Link(via)
 
-    def serve(channel: SocketChannel) -> None:
+    def serve() -> None:
+        try:
+            channel = link.receiver()
+        except BaseException as exc:  # no channel could be accepted: a sender cut before its first byte
+            errors[1] = exc
+            return
         receiver = Cut(channel, cut_receiver)
         try:
             Destination(dst, judge=accept_all).run(Reader(receiver), replies=lambda: Writer(receiver))
@@ -125,16 +81,21 @@ def session(
             counts[1] = receiver.sends
             channel.close()
 
-    channel, thread = _start(via, serve, lambda exc: errors.__setitem__(1, exc))
-    sender = Cut(channel, cut_sender)
+    thread = threading.Thread(target=serve)
+    thread.start()
     try:
-        Source(src).run(writer(sender), replies=lambda: Reader(sender))
-    except BaseException as exc:
-        errors[0] = exc
+        channel = link.sender()
+        sender = Cut(channel, cut_sender)
+        try:
+            Source(src).run(writer(sender), replies=lambda: Reader(sender))
+        except BaseException as exc:
+            errors[0] = exc
+        finally:
+            counts[0] = sender.sends
+            channel.close()
     finally:
-        counts[0] = sender.sends
-        channel.close()
         thread.join(30)
+        link.close()
     return Run(errors[0], errors[1], counts[0], counts[1])
 
 

@@ -9,7 +9,8 @@ The channel between hosts is mutual TLS (certificates, or a pre-shared key for l
 
 Exit codes: 0 moved; 1 refused (incompatible, a driver or the peer failed, the peer did not authenticate; the
 source is back in RUNNING); 2 bad input (an address, no channel set up, a file that is not a devmig stream, a
-corrupt record); 130 a signal (after recovering).
+corrupt record); 4 undecided (`devmig migrate`: the channel was lost or a signal came after COMMIT); 130 a signal
+(after recovering; a signal once the destination runs changes nothing: exit 0).
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ import click
 
 from devmig.cli.options import F, Options, emit_json, output_options, profiles_dir_option, resolve, sysfs_root_option
 from devmig.cli.progress import ProgressView, result_json, summary
-from devmig.errors import DevmigError, ExitCode, InputError
+from devmig.errors import DevmigError, ExitCode, InputError, SignalledError
 from devmig.migrate.device import MigrationDevice
 from devmig.migrate.session import Budget, Destination, Judge, Outcome, Source, accept_all
 
@@ -177,6 +178,16 @@ def _report(opts: Options, verb: str, outcome: Outcome, where: str, **extra: Any
     return ExitCode.OK
 
 
+def _report_decided(opts: Options, verb: str, outcome: Outcome, where: str) -> int:
+    """The report of a migration that succeeded: the destination runs the state. A signal that came after the
+    session decided (the callers let it pass) or comes now undoes nothing, so it must not turn the exit code into
+    130: an undecided source's operator reads `devmig receive`'s exit 0 as "the destination runs"."""
+    from devmig.signals import uninterrupted
+
+    with uninterrupted():
+        return _report(opts, verb, outcome, where)
+
+
 #: how an undecided migration is settled (`devmig migrate DEVICE --resolve ...`)
 RESOLUTIONS = ("destination-runs", "destination-reset")
 
@@ -265,16 +276,22 @@ def migrate(
     opts = resolve(json_output, pretty)
     address = transport.parse_address(to)
     tls = _channel("client", channel)
-    with _device(host, sysfs_root, device) as (opened, dev), ProgressView(opts, f"migrate {device}") as view:
-        source = _source(opened, dev, device, profiles_dir, Budget(max_rounds, downtime_ms / 1000), view)
-        try:
-            outcome = transport.send(source, transport.connect(address, timeout, tls=tls))
-        except UndecidedError as exc:
-            record = _undecided_record(opened, device)
-            record.parent.mkdir(parents=True, exist_ok=True)
-            record.write_text(json.dumps({"device": device, "start": exc.start.name, "to": str(address)}))
+    source: Source | None = None
+    try:
+        with _device(host, sysfs_root, device) as (opened, dev), ProgressView(opts, f"migrate {device}") as view:
+            source = _source(opened, dev, device, profiles_dir, Budget(max_rounds, downtime_ms / 1000), view)
+            try:
+                transport.send(source, transport.connect(address, timeout, tls=tls))
+            except UndecidedError as exc:
+                record = _undecided_record(opened, device)
+                record.parent.mkdir(parents=True, exist_ok=True)
+                record.write_text(json.dumps({"device": device, "start": exc.start.name, "to": str(address)}))
+                raise
+    except (KeyboardInterrupt, SignalledError):
+        if source is None or not source.outcome.ok:
             raise
-    return _report(opts, "migrated", outcome, f"to {address}")
+        # decided before the signal (it came as the channel closed): the destination runs, this is a success
+    return _report_decided(opts, "migrated", source.outcome, f"to {address}")
 
 
 @click.command(name="receive")
@@ -317,18 +334,25 @@ def receive(
     opts = resolve(json_output, pretty)
     address = transport.parse_address(listen, default_host=LOOPBACK)
     tls = _channel("server", channel)
-    with _device(host, sysfs_root, device) as (opened, dev):
-        judge = _judge(opened, device, no_check, profiles_dir)
-        with transport.listen(address) as listener:
-            bound = transport.Address(*listener.getsockname()[:2])
-            if opts.json:
-                emit_json({"event": "listening", "address": str(bound)}, opts)
-            else:
-                click.echo(f"listening on {bound}", err=True)
-            connection = transport.accept(listener, idle=timeout, tls=tls)
-        with ProgressView(opts, f"receive {device}") as view:
-            outcome = transport.receive(Destination(dev, judge=judge, progress=view), connection)
-    return _report(opts, "received", outcome, f"from {connection.name}")
+    destination: Destination | None = None
+    try:
+        with _device(host, sysfs_root, device) as (opened, dev):
+            judge = _judge(opened, device, no_check, profiles_dir)
+            with transport.listen(address) as listener:
+                bound = transport.Address(*listener.getsockname()[:2])
+                if opts.json:
+                    emit_json({"event": "listening", "address": str(bound)}, opts)
+                else:
+                    click.echo(f"listening on {bound}", err=True)
+                connection = transport.accept(listener, idle=timeout, tls=tls)
+            with ProgressView(opts, f"receive {device}") as view:
+                destination = Destination(dev, judge=judge, progress=view)
+                transport.receive(destination, connection)
+    except (KeyboardInterrupt, SignalledError):
+        if destination is None or not destination.outcome.ok:
+            raise
+        # the device ran the state before the signal (it came as the channel closed): a success, exit 0
+    return _report_decided(opts, "received", destination.outcome, f"from {connection.name}")
 
 
 @click.command(name="save")

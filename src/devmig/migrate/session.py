@@ -6,13 +6,19 @@ happens once what is left fits the downtime budget at the measured rate, or stop
 the end of the device's stream, END, the receiver's LOADED, COMMIT (from here the source never runs its device again
 on its own) and the receiver's RESULT. A device without PRE_COPY goes straight to STOP_COPY. On any failure before
 COMMIT, a signal included, the source is put back to the state it started in, RUNNING or STOP (a reset when the
-driver left it in ERROR) before the error goes on: reading the stream never changed its state. A channel lost after
-COMMIT is undecided (UndecidedError, exit 4): the source stays stopped.
+driver left it in ERROR) before the error goes on: reading the stream never changed its state. A channel lost or a
+signal after COMMIT is undecided (UndecidedError, exit 4): the source stays stopped. Once RESULT says the destination
+runs, the outcome is decided: a signal is ignored while the source is put in STOP, and `run` returns.
 
 Destination: read HELLO, judge it (devmig's compatibility check, before any byte of state), answer VERDICT, then
 RESUMING, write every DATA record to the data_fd, check END, RESUMING -> STOP (the driver validates what it loaded),
-answer LOADED, and only on the source's COMMIT STOP -> RUNNING and RESULT. On any failure before that the device is
-reset: it never runs the state, and nothing half-loaded is left running.
+answer LOADED, and only on the source's COMMIT STOP -> RUNNING and RESULT. On any failure before it runs the device
+is reset: it never runs the state, and nothing half-loaded is left running. Once it runs, nothing resets it (the
+source would run the state again after it ran here): a signal then ends nothing but the report, and `run` returns
+exactly when the device runs the state.
+
+No signal cuts short putting a device back after a failure (a second Ctrl-C), nor where a success leaves it
+(devmig.signals.uninterrupted).
 
 Sessions see devices only through devmig.migrate.device and bytes only through devmig.migrate.stream.
 """
@@ -27,11 +33,12 @@ from dataclasses import asdict, dataclass, field
 from typing import Any, Literal, cast
 
 from devmig import __version__
-from devmig.errors import DevmigError, ExitCode, IncompatibleError
+from devmig.errors import DevmigError, ExitCode, IncompatibleError, SignalledError
 from devmig.migrate.device import DataFd, MigrationDevice, VfioError
 from devmig.migrate.fsm import PRE_COPY, RESUMING, RUNNING, STOP, STOP_COPY
 from devmig.migrate.stream import CHUNK, Kind, Limits, Reader, Record, StreamError, Writer
 from devmig.migrate.uapi import VFIO_MIGRATION_PRE_COPY, MigState
+from devmig.signals import uninterrupted
 
 Role = Literal["source", "destination"]
 #: the steps a session reports progress in (Event.phase)
@@ -138,6 +145,22 @@ def _close_quietly(fd: DataFd | None) -> None:
             fd.close()
 
 
+def _runs(device: MigrationDevice) -> bool:
+    try:
+        return device.get_state() is RUNNING
+    except DevmigError:
+        return False
+
+
+def _cut(exc: BaseException) -> str:
+    """What ended a session after its source sent COMMIT (nothing is undone then: the source stays stopped)."""
+    if isinstance(exc, KeyboardInterrupt):
+        return "interrupted (SIGINT)"
+    if isinstance(exc, SignalledError):
+        return f"stopped by {exc.signal}"
+    return f"the connection was lost ({exc})"
+
+
 def _migration_flags(device: MigrationDevice, role: Role) -> int:
     try:
         return device.migration_flags()
@@ -216,17 +239,17 @@ class Source:
                 committing = True
                 writer.json(Kind.COMMIT, {})
                 self._result(reply.expect(Kind.RESULT).json())
-            self.outcome.downtime = self.clock() - stop_copy
         except BaseException as exc:
             if committing and not isinstance(exc, DestinationResetError):
-                _close_quietly(fd)
-                # Stopped, never started again here: STOP_COPY -> STOP ends the session (a driver that refuses even
-                # that is left where it is, which does not execute either; never a reset, which would run it).
-                with contextlib.suppress(DevmigError):
-                    self.device.set_state(STOP)
-                self.outcome.state = _end_state(self.device)
+                with uninterrupted():
+                    _close_quietly(fd)
+                    # Stopped, never started again here: STOP_COPY -> STOP ends the session (a driver that refuses
+                    # even that is left where it is, which does not execute either; never a reset, which would run it).
+                    with contextlib.suppress(DevmigError):
+                        self.device.set_state(STOP)
+                    self.outcome.state = _end_state(self.device)
                 raise UndecidedError(
-                    f"the connection was lost after COMMIT was sent ({exc}): the destination runs the state if COMMIT "
+                    f"{_cut(exc)} after COMMIT was sent: the destination runs the state if COMMIT "
                     "reached it (its devmig receive exits 0), and reset its device without running it if not (it "
                     f"exits non-zero). {self.device.name} stays in {self.outcome.state} until one of: "
                     f"`devmig migrate {self.device.name} --resolve destination-runs` (it stays stopped) or "
@@ -235,17 +258,23 @@ class Source:
                     start,
                 ) from exc
             self._abort(writer, exc)
-            _close_quietly(fd)
-            self._recover(start)
+            with uninterrupted():  # a second signal must not leave the device half-way back
+                _close_quietly(fd)
+                self._recover(start)
             told = self._told(reply) if reply is not None and isinstance(exc, StreamError) else None
             if told is not None:  # the receiver failed and hung up: its reason, not the broken pipe
                 raise MigrationError(f"the destination failed to load the state: {told}") from None
             raise
-        fd.close()
-        self._finish()
-        self.outcome.ok, self.outcome.state = True, _end_state(self.device)
-        self.outcome.seconds = self.clock() - started
-        self.progress(Event("source", "done", self.outcome.bytes, self.outcome.bytes))
+        # Decided: the destination runs (or the file is whole). A signal now could only keep the source from where a
+        # success leaves it (a migration's source stopped, a save's running), never undo the migration: it is
+        # ignored, and the session ends as the success it is.
+        with uninterrupted():
+            self.outcome.downtime = self.clock() - stop_copy
+            fd.close()
+            self._finish()
+            self.outcome.ok, self.outcome.state = True, _end_state(self.device)
+            self.outcome.seconds = self.clock() - started
+            self.progress(Event("source", "done", self.outcome.bytes, self.outcome.bytes))
         return self.outcome
 
     def _finish(self) -> None:
@@ -360,7 +389,8 @@ class Source:
     def _abort(self, writer: Writer, exc: BaseException) -> None:
         if isinstance(exc, StreamError | IncompatibleError):
             return  # the receiver spoke or the channel is gone
-        with contextlib.suppress(OSError, DevmigError):  # the channel is gone: the receiver sees a cut stream
+        # the channel is gone, or a second signal cut the ABORT: the receiver sees a cut stream
+        with contextlib.suppress(OSError, DevmigError, KeyboardInterrupt):
             writer.json(Kind.ABORT, {"reason": str(exc) or type(exc).__name__})
 
     def _recover(self, start: MigState) -> None:
@@ -419,6 +449,7 @@ class Destination:
                 f"device {self.device.name} refuses the state of {hello.get('device')}: {refusal[0]}", refusal[1]
             )
         fd: DataFd | None = None
+        decided = False
         try:
             fd = self.device.set_state(RESUMING)
             if fd is None:
@@ -437,11 +468,19 @@ class Destination:
                     raise MigrationError(
                         f"the source gave up after the state was loaded: {record.json().get('reason')}; reset"
                     )
+            decided = True  # the source will not run the state again (or the file is whole): it may run here
             self.device.set_state(RUNNING)
         except BaseException as exc:
-            _close_quietly(fd)
-            self.device.reset()
-            self.outcome.state = _end_state(self.device)
+            with uninterrupted():
+                # Once it runs the state (a signal right after RUNNING), a reset would let the source run it again
+                # after it ran here: it keeps running, and the session ends as the success it is.
+                ran = decided and _runs(self.device)
+                if not ran:
+                    _close_quietly(fd)
+                    self.device.reset()
+                    self.outcome.state = _end_state(self.device)
+            if ran:
+                return self._ran(reply, started)
             if reply is not None:
                 self._tell(
                     reply,
@@ -453,13 +492,19 @@ class Destination:
                     },
                 )
             raise
-        self.outcome.ok, self.outcome.state = True, _end_state(self.device)
+        return self._ran(reply, started)
+
+    def _ran(self, reply: Writer | None, started: float) -> Outcome:
+        """The device runs the state: decided. A lost RESULT leaves the source undecided, never running; a signal
+        from here on is too late to undo anything (the device runs either way), so it ends nothing but the report
+        and the session returns: `devmig receive` exits 0 exactly when its device runs the state."""
+        self.outcome.ok, self.outcome.state = True, "RUNNING"
         if reply is not None:
-            # Decided: the device runs. A lost RESULT leaves the source undecided, never running.
-            with contextlib.suppress(OSError, DevmigError):
+            with contextlib.suppress(OSError, DevmigError, KeyboardInterrupt):
                 reply.json(Kind.RESULT, {"ok": True, "error": None, "bytes": self.outcome.bytes, "running": True})
-        self.outcome.seconds = self.clock() - started
-        self.progress(Event("destination", "done", self.outcome.bytes, self.outcome.bytes))
+        with contextlib.suppress(SignalledError, KeyboardInterrupt):
+            self.outcome.seconds = self.clock() - started
+            self.progress(Event("destination", "done", self.outcome.bytes, self.outcome.bytes))
         return self.outcome
 
     def _expected_size(self, announced: int | None) -> int:
@@ -516,5 +561,6 @@ class Destination:
 
     @staticmethod
     def _tell(reply: Writer, result: dict[str, Any]) -> None:
-        with contextlib.suppress(OSError, DevmigError):  # the sender is gone; it recovers on its own
+        # the sender is gone (it recovers on its own), or a second signal cut the RESULT (the sender sees a cut)
+        with contextlib.suppress(OSError, DevmigError, KeyboardInterrupt):
             reply.json(Kind.RESULT, result)
