@@ -7,6 +7,7 @@ import os
 import socket
 
 from devmig.migrate import transport
+from devmig.migrate.stream import CHUNK
 from devmig.migrate.tls.channel import TlsConfig
 from devmig.migrate.tls.psk import PSK_MIN
 from devmig.migrate.transport import SocketChannel
@@ -18,8 +19,9 @@ VIAS = ("pair", "tcp", "tls")
 PATIENCE = 10.0
 
 
-def device(name: str, seed: int | None, memory: int = 3 << 20) -> SimVfioDevice:
-    """No PRE_COPY (flags 3): a fixed number of records (4 DATA for 3 MiB), so every boundary is reached by index."""
+def device(name: str, seed: int | None, memory: int = 3 * CHUNK) -> SimVfioDevice:
+    """No PRE_COPY (flags 3): a fixed number of records (4 DATA for 3 chunks of memory and the device's header), so
+    every boundary is reached by index."""
     dev = SimVfioDevice(
         name, DeviceState.create(memory=memory, seed=seed), migration_flags=3, header=StreamHeader("m", "1.0.0")
     )

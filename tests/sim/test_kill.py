@@ -25,15 +25,15 @@ from devmig.cli import INTERNAL_ERROR
 from devmig.errors import DevmigError, ExitCode
 from devmig.migrate.fsm import RUNNING, STOP, STOP_COPY
 from devmig.migrate.session import Destination, Source, accept_all
-from devmig.migrate.stream import Channel, Kind, Reader, Record, Writer
+from devmig.migrate.stream import CHUNK, Channel, Kind, Reader, Record, Writer
 from devmig.migrate.uapi import MigState
 from devmig.signals import signals_raise
 from tests.sim.device_server import Change, Child, Kernel, RemoteDevice, RemoteFile, fork
 from tests.sim.rig import VIAS, Link, device
 
 SOURCE, DESTINATION, UNDECIDED, UNDECIDED_RUNS = "source", "destination", "undecided", "undecided, destination runs"
-#: 2 MiB of device memory: 3 DATA records (the first, one between, the last), half the time of test_commit's 3 MiB
-MEMORY = 2 << 20
+#: two chunks of device memory: 3 DATA records (the first, one between, the last), less time than test_commit's 3
+MEMORY = 2 * CHUNK
 #: what the signals do to a side: SIGKILL ends it where it is; SIGTERM and SIGINT raise in it (signals_raise)
 SIGNALS = (signal.SIGKILL, signal.SIGTERM, signal.SIGINT)
 

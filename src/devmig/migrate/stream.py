@@ -50,8 +50,12 @@ PREAMBLE: Final = struct.Struct("<8sHHI")
 FRAME: Final = struct.Struct("<BBHII")
 #: a record larger than this is garbage, not data (devmig writes at most CHUNK bytes a record)
 MAX_RECORD: Final = 64 << 20
-#: how much device data one DATA record carries
-CHUNK: Final = 1 << 20
+#: how much device data one DATA record carries: 512 KiB measured fastest here (docs/performance.md: 256 KiB and
+#: 1 MiB both moved less on the same machine, in alternating runs)
+CHUNK: Final = 512 << 10
+#: the largest DATA record a devmig writes or wrote (1 MiB before 2.1): what a receiver's bounds allow for, so it
+#: takes an older sender's records
+WRITTEN_RECORD: Final = 1 << 20
 
 
 class Kind(IntEnum):
@@ -190,12 +194,12 @@ class Limits:
     grace: float = 30.0
 
     def for_state(self, announced: int | None) -> Limits:
-        """Limits once the sender has said how big the device's state is: no record larger than both a chunk and
-        the whole state, and no more DATA than `STATE_FACTOR` times the state (pre-copy sends dirty pages again, so
-        more than once is normal) plus a chunk per round's worth of slack."""
+        """Limits once the sender has said how big the device's state is: no record larger than both the largest
+        record any devmig writes (WRITTEN_RECORD) and the whole state, and no more DATA than `STATE_FACTOR` times
+        the state (pre-copy sends dirty pages again, so more than once is normal) plus 64 such records of slack."""
         size = max(int(announced or 0), 0)
-        record = min(self.max_record, max(CHUNK, size))
-        total = STATE_FACTOR * size + 64 * CHUNK
+        record = min(self.max_record, max(WRITTEN_RECORD, size))
+        total = STATE_FACTOR * size + 64 * WRITTEN_RECORD
         return Limits(
             record,
             total if self.max_data is None else min(total, self.max_data),
