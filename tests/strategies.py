@@ -7,6 +7,7 @@ from typing import Any
 from hypothesis import strategies as st
 
 from devmig.model import DeviceDescriptor, TypeCapability
+from devmig.model.descriptor import API_KEY_PATTERNS, DeviceAddress
 
 names = st.text(alphabet="abcdefghijklmnopqrstuvwxyz-_0123456789", min_size=1, max_size=8)
 small_ints = st.integers(-50, 50)
@@ -65,4 +66,46 @@ def source_from_init_values(cap: TypeCapability) -> DeviceDescriptor:
         software_version=cap.software_version,
         api=dict(cap.api),
         params=params,
+    )
+
+
+#: where a device is: an mdev by UUID (canonical lowercase), a PCI function by address (domain %04x, as Linux prints)
+device_addresses = st.builds(DeviceAddress, kind=st.just("mdev"), id=st.uuids().map(str)) | st.builds(
+    DeviceAddress,
+    kind=st.just("pci"),
+    id=st.builds(
+        lambda d, b, s, f: f"{d:04x}:{b:02x}:{s:02x}.{f}",
+        st.integers(0, 0xFFFF) | st.integers(0x10000, 0xFFFFFFFF),
+        st.integers(0, 0xFF),
+        st.integers(0, 0x1F),
+        st.integers(0, 7),
+    ),
+)
+#: any text a parameter value may hold: one sysfs attribute, so no newline or NUL; no lone surrogate (not text).
+#: Code point ranges rather than categories or a codec: those make hypothesis build its Unicode tables first, a
+#: second on a fresh checkout, which its too-slow health check counts against the first test that draws them.
+value_texts = st.text(
+    st.characters(max_codepoint=0xD7FF, exclude_characters="\n\x00") | st.characters(min_codepoint=0xE000),
+    max_size=12,
+)
+free_api_keys = st.builds(
+    str.__add__,
+    st.sampled_from("abcdefghijklmnopqrstuvwxyz"),
+    st.text("abcdefghijklmnopqrstuvwxyz0123456789_", max_size=6),
+).filter(lambda k: k not in API_KEY_PATTERNS)
+
+
+@st.composite
+def descriptors(draw: st.DrawFn) -> DeviceDescriptor:
+    """Any valid descriptor of a vfio-pci device, with or without an address, values of every kind and text."""
+    major, minor, bugfix = draw(st.tuples(st.integers(0, 99), st.integers(0, 99), st.integers(0, 99)))
+    return DeviceDescriptor(
+        device_api="vfio-pci",
+        type=draw(names),
+        model=draw(st.none() | st.just("vendor-a.com/dev")),
+        software_version=f"{major}.{minor}.{bugfix}",
+        api={"pci_id": "1eaa:0101", **draw(st.dictionaries(free_api_keys, value_texts, max_size=2))},
+        params=draw(st.dictionaries(names, st.booleans() | st.integers() | value_texts, max_size=4)),
+        confidence=draw(st.sampled_from(["declared", "profile", "unverified"])),
+        address=draw(st.none() | device_addresses),
     )

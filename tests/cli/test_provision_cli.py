@@ -33,7 +33,9 @@ def test_plan_text_json_and_exit_codes() -> None:
 
 def test_prepare_list_release_across_processes() -> None:
     src = source()
-    done = run_devmig("prepare", "-", "--host", "sim:beta", "-u", NEW, "--persist", "--source-id", RUNNING, stdin=src)
+    # no --source-id: the descriptor `devmig describe` printed names its mdev, and the mapping uses it
+    assert json.loads(src)["address"] == {"kind": "mdev", "id": RUNNING}
+    done = run_devmig("prepare", "-", "--host", "sim:beta", "-u", NEW, "--persist", stdin=src)
     assert done.code == 0, done.err
     assert f"prepared on sim:beta: mdev {NEW} (simgpu-2G on 0000:00:02.0)" in done.out
     assert f'{{"target_mdevs": {{"{RUNNING}": "{NEW}"}}}}' in done.out

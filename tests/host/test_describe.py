@@ -65,6 +65,7 @@ def test_mtty_profile_matches_the_kernels_verdict(lab_host: Sysfs, tmp_path: Pat
         "api": {"pci_id": "4348:3253"},
         "params": {"nr_ports": 2},
         "confidence": "profile",
+        "address": {"kind": "mdev", "id": MTTY_UUID},
     }
     caps = {c.type: c for c in d.capabilities()[0]}
     assert caps["mtty-2"].available_instances == 11 and caps["mtty-2"].confidence == "profile"

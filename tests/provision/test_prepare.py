@@ -17,7 +17,7 @@ from devmig.machine.lab import LabHost
 from devmig.provision import HostState, prepare, rank, release
 from devmig.testing.faults import host_state
 from tests.labs import MTTY_UUID, build_sim_lab
-from tests.provision.conftest import GPU, descriptor, gpu_source, lab_host, vf_source
+from tests.provision.conftest import GPU, RUNNING_GPU, descriptor, gpu_source, lab_host, vf_source
 
 NEW = "11111111-2222-4333-8444-555555555555"
 
@@ -54,6 +54,24 @@ def test_prepare_writes_each_parameter_once_and_release_takes_it_all_back() -> N
     assert released.undone[-1] == f"remove mdev {NEW}"
     assert host_state(beta.sysfs) == before
     assert HostState.of(beta.key).records() == []
+
+
+def test_the_mapping_names_the_source_by_its_address_unless_told_otherwise() -> None:
+    """Nova's target_mdevs is keyed by the source mdev's UUID: the descriptor's address gives it; --source-id
+    still wins; a descriptor without an address (an older devmig's) keeps the placeholder."""
+    source = gpu_source()
+    assert source.address is not None and source.address.id == RUNNING_GPU
+    cases = [
+        (source, None, RUNNING_GPU),
+        (source, "given-id", "given-id"),
+        (source.model_copy(update={"address": None}), None, "source"),
+    ]
+    for described, source_id, key in cases:
+        beta = open_host("sim:beta")
+        done = prepare(described, beta, source_id=source_id)
+        assert done.mapping() == {"target_mdevs": {key: done.device}}
+        assert done.to_dict()["source_id"] == (None if key == "source" else key)
+        release(done.id, beta)
 
 
 def test_preparing_again_with_the_same_uuid_returns_the_same_device() -> None:
@@ -98,7 +116,8 @@ def test_a_vf_is_bound_through_driver_override_and_given_back() -> None:
     second = prepare(vf_source(), beta)  # 3b:00.2 is claimed now: the next VF is bound for it
     assert (second.device, second.bound) == ("0000:3b:00.3", "simnic_vfio_pci")
     assert beta.sysfs.read("sys/bus/pci/devices/0000:3b:00.3/driver_override") == "simnic_vfio_pci"
-    assert second.mapping() == {"pci_dev_map_src_dst": {"source": "0000:3b:00.3"}}
+    # the descriptor names its own VF (alpha's 3b:00.2): the map Nova gets names it
+    assert second.mapping() == {"pci_dev_map_src_dst": {"0000:3b:00.2": "0000:3b:00.3"}}
     release("0000:3b:00.3", beta)
     release(first.id, beta)
     assert host_state(beta.sysfs) == before
@@ -148,7 +167,9 @@ def test_a_profile_type_is_created_and_its_fixed_parameters_are_not_written() ->
     assert sorted(c.type for c in rank(source, host).rejected) == ["i915-GVTg_V5_4", "mtty-1"]
     before = host_state(fs)
     done = prepare(source, host, uuid=NEW, persist=True)
-    assert done.params == {} and descriptor(host, NEW) == source
+    made = descriptor(host, NEW)
+    assert done.params == {} and made.address is not None and made.address.id == NEW
+    assert made.model_copy(update={"address": None}) == source.model_copy(update={"address": None})
     assert json.loads(fs.read(f"etc/mdevctl.d/mtty/{NEW}")) == {"mdev_type": "mtty-2", "start": "auto", "attrs": []}
     release(NEW, host)
     assert host_state(fs) == before

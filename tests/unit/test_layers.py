@@ -18,7 +18,7 @@ SRC = Path(__file__).resolve().parents[2] / "src"
 PACKAGE = SRC / "devmig"
 
 #: Each package (or top-level module) of devmig and the ones it may import. Read bottom-up, it is the tree:
-#: model <- compat <- (vdpa, host, migrate) <- (sim, provision, fleet) <- (machine, tour) <- cli.
+#: model <- compat <- (vdpa, host, migrate) <- (sim, provision, fleet) <- machine <- (tour, libvirt) <- cli.
 ALLOWED: dict[str, frozenset[str]] = {
     "errors": frozenset(),
     "signals": frozenset({"errors"}),
@@ -34,6 +34,7 @@ ALLOWED: dict[str, frozenset[str]] = {
     "testing": frozenset({"errors", "host", "vdpa"}),
     "machine": frozenset({"errors", "state", "model", "host", "vdpa", "migrate", "sim"}),
     "tour": frozenset({"errors", "model", "compat", "host", "migrate", "provision", "sim", "machine"}),
+    "libvirt": frozenset({"errors", "state", "model", "compat", "host", "provision", "machine"}),
     "cli": frozenset(
         {
             "errors",
@@ -49,6 +50,7 @@ ALLOWED: dict[str, frozenset[str]] = {
             "fleet",
             "machine",
             "tour",
+            "libvirt",
         }
     ),
     "__main__": frozenset({"cli"}),
@@ -214,6 +216,8 @@ def test_every_package_is_in_the_table() -> None:
         ("devmig.sim.x", "devmig.migrate.session", "only through"),
         ("devmig.migrate.vfio", "devmig.machine", "may not import"),
         ("devmig.newpkg.x", "devmig.model", "not in the architecture's table"),
+        ("devmig.libvirt.annotate", "devmig.cli.options", "may not import"),
+        ("devmig.libvirt.x", "devmig.tour", "may not import"),
     ],
 )
 def test_a_forbidden_edge_is_named(source: str, target: str, why: str) -> None:

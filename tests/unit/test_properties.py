@@ -8,8 +8,10 @@ from hypothesis import assume, given
 from hypothesis import strategies as st
 
 from devmig.compat import baseline, check
+from devmig.compat.check import check_device
 from devmig.model import DeviceDescriptor, ParamValue, SoftwareVersion, TypeCapability
-from tests.strategies import capability_docs, source_from_init_values
+from devmig.model.descriptor import DeviceAddress
+from tests.strategies import capability_docs, device_addresses, source_from_init_values
 
 
 @given(capability_docs())
@@ -18,6 +20,22 @@ def test_a_device_created_from_init_values_is_compatible_with_its_type(doc: dict
     verdict = check(source_from_init_values(cap), cap)
     assert verdict.compatible and verdict.level == "identical"
     assert verdict.plan is not None and set(verdict.plan) == set(cap.models["vendor-a.com/dev"].params)
+
+
+@given(capability_docs(), capability_docs(), st.none() | device_addresses, device_addresses)
+def test_where_a_device_is_never_changes_a_verdict(
+    src_doc: dict[str, Any], dst_doc: dict[str, Any], here: DeviceAddress | None, there: DeviceAddress
+) -> None:
+    """The address names a device, it does not describe it: two devices are as compatible wherever they are."""
+    plain = source_from_init_values(TypeCapability.model_validate(src_doc))
+    destination = TypeCapability.model_validate(dst_doc)
+    placed = plain.model_copy(update={"address": here})
+    assert check(placed, destination) == check(plain, destination)
+    for cap in (destination, TypeCapability.model_validate(src_doc)):
+        device = source_from_init_values(cap)
+        assert check_device(placed, cap, device.model_copy(update={"address": there})) == check_device(
+            plain, cap, device
+        )
 
 
 @given(capability_docs(), capability_docs(), st.data())

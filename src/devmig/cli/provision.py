@@ -94,7 +94,12 @@ def plan(
 @click.argument("source", metavar="SOURCE")
 @click.option("-u", "--uuid", metavar="UUID", help="The prepare's id, and the new mdev's UUID (default: random).")
 @click.option("--persist", is_flag=True, help="Also write an mdevctl definition (start auto) for the new mdev.")
-@click.option("--source-id", metavar="ID", help="The source device's name (its UUID) for the printed mapping.")
+@click.option(
+    "--source-id",
+    metavar="ID",
+    help="The source device's name in the printed mapping [default: the descriptor's address (its mdev UUID or PCI "
+    "address), else 'source'].",
+)
 @sysfs_root_option
 @profiles_dir_option
 @state_dir_option

@@ -24,7 +24,7 @@ from devmig.host.devices import MdevDevice, MdevType, PciFunction, Subchannel
 from devmig.host.inventory import Device, Inventory
 from devmig.host.profile import Profile, ValueSource
 from devmig.host.sysfs import SysfsError
-from devmig.model.descriptor import DeviceDescriptor, ModelSpec, TypeCapability
+from devmig.model.descriptor import DeviceAddress, DeviceDescriptor, ModelSpec, TypeCapability
 from devmig.model.load import parse_document, problem
 from devmig.model.params import ParamSpec, ParamValue
 from devmig.model.version import SoftwareVersion
@@ -86,8 +86,11 @@ def _as_found(what: str) -> Iterator[None]:
         raise SysfsError(f"{what}: cannot be described: {problem(exc)}", errno.EINVAL) from None
 
 
-def _descriptor_of(cap: TypeCapability, params: dict[str, ParamValue], what: str) -> DeviceDescriptor:
-    """A device of type `cap` (one model at most) with these migration parameters, as trusted as `cap`."""
+def _descriptor_of(
+    cap: TypeCapability, params: dict[str, ParamValue], what: str, address: dict[str, str]
+) -> DeviceDescriptor:
+    """The device at `address` (its kind and its name in sysfs), of type `cap` (one model at most), with these migration
+    parameters, as trusted as `cap`."""
     with _as_found(what):
         return DeviceDescriptor(
             device_api=cap.device_api,
@@ -97,6 +100,7 @@ def _descriptor_of(cap: TypeCapability, params: dict[str, ParamValue], what: str
             api=cap.api,
             params=params,
             confidence=cap.confidence,
+            address=DeviceAddress.model_validate(address),
         )
 
 
@@ -352,12 +356,15 @@ class Describer:
     def mdev_descriptor(self, device: MdevDevice) -> DeviceDescriptor:
         mtype = self.mdev_type(device)
         cap = self.type_capability(mtype)
+        what, address = f"mdev {device.uuid}", {"kind": "mdev", "id": device.uuid}
         if cap.confidence == "declared":
-            return self._declared_descriptor(f"mdev {device.uuid}", device.path, cap)
+            return self._declared_descriptor(what, device.path, cap, address)
         # A profile fixes each parameter by type (its init value); unverified documents have none.
-        return _descriptor_of(cap, {n: p.init_value for n, p in cap.param_specs().items()}, f"mdev {device.uuid}")
+        return _descriptor_of(cap, {n: p.init_value for n, p in cap.param_specs().items()}, what, address)
 
-    def _declared_descriptor(self, what: str, path: str, cap: TypeCapability) -> DeviceDescriptor:
+    def _declared_descriptor(
+        self, what: str, path: str, cap: TypeCapability, address: dict[str, str]
+    ) -> DeviceDescriptor:
         """A device whose driver declares the interface: its `migration/<param>` values, off ones left out."""
         if len(cap.models) != 1:
             raise SysfsError(f"{what}: type {cap.type} declares {len(cap.models)} models; expected one per type")
@@ -371,7 +378,7 @@ class Describer:
             value = parse_param_text(pspec, text, rel)
             if pspec.off_value is None or value != pspec.off_value:
                 params[name] = value
-        return _descriptor_of(cap, params, what)
+        return _descriptor_of(cap, params, what, address)
 
     def function_descriptor(self, fn: PciFunction) -> DeviceDescriptor:
         if not fn.vfio:
@@ -380,6 +387,7 @@ class Describer:
                 "variant driver: it is not assignable"
             )
         cap = self.function_capability(fn)
+        what, address = f"PCI function {fn.address}", {"kind": "pci", "id": fn.address}
         if cap.confidence == "declared":
-            return self._declared_descriptor(f"PCI function {fn.address}", fn.path, cap)
-        return _descriptor_of(cap, {}, f"PCI function {fn.address}")
+            return self._declared_descriptor(what, fn.path, cap, address)
+        return _descriptor_of(cap, {}, what, address)

@@ -10,7 +10,16 @@ from __future__ import annotations
 import re
 from typing import Annotated, Literal, Self
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, NonNegativeInt, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    NonNegativeInt,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 from pydantic.config import JsonDict
 
 from devmig.model.params import ParamName, ParamSpec, ParamValue, check_value_text
@@ -45,6 +54,52 @@ def _known_device_api(value: str) -> str:
     if value not in DEVICE_APIS:
         raise ValueError(f"expected one of {', '.join(DEVICE_APIS)}, found {value!r}")
     return value
+
+
+#: A device's own address on the host that described it, by kind, as the kernel names it in sysfs: an mdev's UUID
+#: in canonical lowercase form, a PCI function's `domain:bus:slot.function` in lowercase hex (the domain `%04x`, so
+#: more digits only above ffff, as VMD domains have).
+ADDRESS_PATTERNS: dict[str, str] = {
+    "mdev": r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$",
+    "pci": r"^([0-9a-f]{4}|[1-9a-f][0-9a-f]{4,7}):[0-9a-f]{2}:[01][0-9a-f]\.[0-7]$",
+}
+_ADDRESS_RES = {kind: re.compile(pattern) for kind, pattern in ADDRESS_PATTERNS.items()}
+_ADDRESS_EXPECTED = {
+    "mdev": "a UUID in canonical lowercase form (8-4-4-4-12 hex digits, as 6f1c0a2e-3b4d-4c5e-8f90-a1b2c3d4e5f6)",
+    "pci": "a PCI address dddd:bb:ss.f in lowercase hex (as 0000:3b:00.2; slot 00-1f, function 0-7)",
+}
+AddressKind = Literal["mdev", "pci"]
+_ADDRESS_KINDS: tuple[AddressKind, ...] = ("mdev", "pci")
+
+
+def address_kind(text: str) -> AddressKind | None:
+    """Which kind of device address `text` is in its canonical form (the two forms never overlap), or None."""
+    return next((kind for kind in _ADDRESS_KINDS if _ADDRESS_RES[kind].fullmatch(text)), None)
+
+
+def _address_schema_extra(schema: JsonDict) -> None:
+    schema["allOf"] = [
+        {"if": {"properties": {"kind": {"const": kind}}}, "then": {"properties": {"id": {"pattern": pattern}}}}
+        for kind, pattern in ADDRESS_PATTERNS.items()
+    ]
+
+
+class DeviceAddress(BaseModel):
+    """Where the described device is on the host that described it: what libvirt's `<hostdev><source><address>`
+    names, and the source id of Nova's mapping. Never part of a compatibility decision."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, json_schema_extra=_address_schema_extra)
+
+    kind: AddressKind = Field(description="mdev: a mediated device, by UUID; pci: a PCI function, by address")
+    id: str = Field(description="the mdev's UUID or the function's dddd:bb:ss.f, canonical lowercase")
+
+    @field_validator("id")
+    @classmethod
+    def _canonical(cls, value: str, info: ValidationInfo) -> str:
+        kind = info.data.get("kind")
+        if kind in _ADDRESS_RES and not _ADDRESS_RES[kind].fullmatch(value):
+            raise ValueError(f"expected {_ADDRESS_EXPECTED[kind]} for kind {kind}, found {value[:60]!r}")
+        return value
 
 
 MODEL_PATTERN = r"^[^\s/]+(/[^\s/]+)+$"
@@ -153,6 +208,11 @@ class DeviceDescriptor(BaseModel):
         default="declared",
         description="declared: the driver's migration interface; profile: devmig's knowledge of the driver; "
         "unverified: neither (strict identity only, identity keys may be missing)",
+    )
+    address: DeviceAddress | None = Field(
+        default=None,
+        description="the device's own address on the host that described it (absent: not known); where it is, "
+        "never what it is: compatibility ignores it",
     )
 
     @model_validator(mode="after")

@@ -266,7 +266,12 @@ def prepare(
     state_dir: str | None = None,
     lock_timeout: float = LOCK_TIMEOUT,
 ) -> Prepared:
-    """Prepare the best destination device for `source` on `host`; the host is unchanged when this raises."""
+    """Prepare the best destination device for `source` on `host`; the host is unchanged when this raises.
+
+    `source_id` names the source device in the mapping; by default the source's own address when its descriptor
+    carries one (`devmig describe` writes it), else the placeholder "source"."""
+    if source_id is None and source.address is not None:
+        source_id = source.address.id
     state = HostState.of(host.key, state_dir)
     prepare_id = _check_id(uuid)
     record = state.record(prepare_id)
