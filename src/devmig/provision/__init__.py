@@ -17,14 +17,17 @@ from devmig.host.ops import NoCapacityError
 from devmig.host.profile import Profile, load_profiles
 from devmig.model.descriptor import DeviceDescriptor
 from devmig.provision.candidates import HostCandidate, Ranking, rank_candidates
+from devmig.provision.claims import recover_claims
 from devmig.provision.journal import HostState, Recovered, UnwindError
 from devmig.provision.journal import recover as recover_journals
 from devmig.provision.prepare import Prepared, Released, prepare, release
 
 
 def recover(host: Host, *, state_dir: str | None = None) -> list[Recovered]:
-    """Finish the undo of every prepare on `host` whose process died (its journal is still on disk)."""
-    return recover_journals(host.sysfs, HostState.of(host.key, state_dir))
+    """Finish the undo of every prepare on `host` whose process died (its journal is still on disk), then release
+    every claim whose writer died before it finished (devmig.provision.claims: a hook's prepares for one VM)."""
+    state = HostState.of(host.key, state_dir)
+    return recover_journals(host.sysfs, state) + recover_claims(host, state, state_dir=state_dir)
 
 
 def rank(

@@ -177,7 +177,7 @@ class Journal:
 @dataclass
 class Recovered:
     id: str
-    outcome: str  # undone | committed | running | failed
+    outcome: str  # undone | committed | running | failed; a claim: released | running | failed
     steps: int = 0
     errors: list[str] = field(default_factory=list)
 

@@ -1,0 +1,87 @@
+"""`devmig libvirt install-hook` / `uninstall-hook`: devmig's hook as a drop-in of libvirt's qemu hook directory.
+
+libvirt (>= 6.5) runs every executable in <hooks>/qemu.d/ in alphabetical order, each a filter of the domain XML,
+and only those present when the daemon starts: so the hook is a small script there that runs this devmig by its
+absolute path (libvirt gives hooks PATH=/sbin:/usr/sbin:/bin:/usr/bin and HOME=/), and the daemon must be restarted
+once after it is installed or removed. The script carries a marker line: uninstall removes only a file that has it.
+"""
+
+from __future__ import annotations
+
+import shlex
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Final
+
+from devmig.errors import InputError
+
+HOOKS_DIR: Final = Path("/etc/libvirt/hooks")
+#: the drop-in's default name (libvirt orders drop-ins by name; devmig rewrites the XML, others may too)
+NAME: Final = "devmig"
+MARKER: Final = "# devmig libvirt hook: installed by `devmig libvirt install-hook`, removed by `uninstall-hook`"
+RESTART: Final = "restart libvirtd (or virtqemud) so it runs the hook: libvirt reads its hooks when it starts"
+
+
+@dataclass(frozen=True)
+class Installed:
+    path: Path
+    command: list[str]
+
+
+def script(command: list[str]) -> str:
+    """The drop-in: libvirt runs it for every operation of every domain, so only the operations devmig acts on
+    (hook.OPERATIONS) start devmig; any other costs libvirt a read of the XML it writes, and exit 0."""
+    from devmig.libvirt.hook import OPERATIONS
+
+    cases = "|".join(f'"{operation} {sub}"' for operation, sub in OPERATIONS)
+    return (
+        f"#!/bin/sh\n{MARKER}\n"
+        f'case "$2 $3" in\n    {cases}) exec {shlex.join(command)} -- "$@" ;;\nesac\n'
+        "cat >/dev/null\nexit 0\n"
+    )
+
+
+def hook_command(*, host: str | None, state_dir: str | None, config: str | None) -> list[str]:
+    """This devmig's hook command line, by absolute paths (the hook's PATH is libvirt's, not the user's)."""
+    command = [str(Path(sys.executable).absolute()), "-m", "devmig", "libvirt", "hook"]
+    for option, value in (("--host", host), ("--state-dir", state_dir), ("--config", config)):
+        if value is not None:
+            command += [option, str(Path(value).absolute()) if option != "--host" else value]
+    return command
+
+
+def _path(hooks_dir: Path, name: str) -> Path:
+    if not name or "/" in name or name.startswith("."):
+        raise InputError(f"hook name {name!r}: expected a file name (no /, not hidden: libvirt skips hidden files)")
+    return hooks_dir / "qemu.d" / name
+
+
+def install(command: list[str], *, hooks_dir: Path = HOOKS_DIR, name: str = NAME) -> Installed:
+    """Write the drop-in (atomically, mode 0755); replacing devmig's own is fine, another file is refused."""
+    path = _path(hooks_dir, name)
+    if path.exists() and MARKER not in path.read_text(errors="replace"):
+        raise InputError(f"{path}: exists and is not devmig's hook: choose another --name")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{name}.tmp")
+        tmp.write_text(script(command))
+        tmp.chmod(0o755)
+        tmp.replace(path)
+    except OSError as exc:
+        raise InputError(f"{path}: cannot write the hook: {exc.strerror or exc} (as root?)") from None
+    return Installed(path, command)
+
+
+def uninstall(*, hooks_dir: Path = HOOKS_DIR, name: str = NAME) -> Path | None:
+    """Remove devmig's drop-in; None when there is none; a file that is not devmig's is refused."""
+    path = _path(hooks_dir, name)
+    if not path.exists():
+        return None
+    if MARKER not in path.read_text(errors="replace"):
+        raise InputError(f"{path}: not devmig's hook (no marker line): left in place")
+    try:
+        path.unlink()
+    except OSError as exc:
+        raise InputError(f"{path}: cannot remove the hook: {exc.strerror or exc} (as root?)") from None
+    return path
