@@ -58,19 +58,19 @@ def test_prepare_writes_each_parameter_once_and_release_takes_it_all_back() -> N
 
 def test_the_mapping_names_the_source_by_its_address_unless_told_otherwise() -> None:
     """Nova's target_mdevs is keyed by the source mdev's UUID: the descriptor's address gives it; --source-id
-    still wins; a descriptor without an address (an older devmig's) keeps the placeholder."""
+    still wins; a descriptor without an address (an older devmig's) gives an empty map, never a made-up key."""
     source = gpu_source()
     assert source.address is not None and source.address.id == RUNNING_GPU
     cases = [
         (source, None, RUNNING_GPU),
         (source, "given-id", "given-id"),
-        (source.model_copy(update={"address": None}), None, "source"),
+        (source.model_copy(update={"address": None}), None, None),
     ]
     for described, source_id, key in cases:
         beta = open_host("sim:beta")
         done = prepare(described, beta, source_id=source_id)
-        assert done.mapping() == {"target_mdevs": {key: done.device}}
-        assert done.to_dict()["source_id"] == (None if key == "source" else key)
+        assert done.mapping() == {"target_mdevs": {key: done.device} if key else {}}
+        assert done.to_dict()["source_id"] == key
         release(done.id, beta)
 
 

@@ -150,7 +150,8 @@ def prepare(
     lines.append(f"  parameters: {assignments(done.params)}")
     if done.persisted:
         lines.append(f"  persisted:  {done.persisted}")
-    lines.append(f"  mapping:    {json.dumps(done.mapping())}")
+    unknown = "" if done.source_id else " (the source's id is not known: give --source-id, or describe it anew)"
+    lines.append(f"  mapping:    {json.dumps(done.mapping())}{unknown}")
     lines += [f"  not taken:  {attempt}" for attempt in done.attempts]
     lines.append(f"  release:    devmig release {done.id}" + (f" --host {target.name}" if host else ""))
     click.echo("\n".join(lines))

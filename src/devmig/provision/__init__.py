@@ -6,7 +6,7 @@ callers such as Nova or KubeVirt.
 
     host = open_host()                        # this machine; open_host("sim:beta") for a simulated one
     prepared = prepare(descriptor, host, uuid=wanted_uuid, persist=True)
-    prepared.mapping()                        # {"target_mdevs": {"source": "<uuid>"}}
+    prepared.mapping()                        # {"target_mdevs": {"<source uuid>": "<uuid>"}}
     release(prepared.id, host)
 """
 

@@ -73,9 +73,11 @@ class Prepared:
     attempts: list[str] = field(default_factory=list)
 
     def mapping(self) -> dict[str, dict[str, str]]:
-        """The source-to-destination map as Nova passes it: target_mdevs for mdevs, pci_dev_map_src_dst for PCI."""
+        """The source-to-destination map as Nova passes it: target_mdevs for mdevs, pci_dev_map_src_dst for PCI. Empty
+        when the source's own id is not known (no --source-id, a descriptor without an address): a caller must not
+        read a made-up key as a device."""
         key = "target_mdevs" if self.kind == "mdev" else "pci_dev_map_src_dst"
-        return {key: {self.source_id or "source": self.device}}
+        return {key: {self.source_id: self.device} if self.source_id else {}}
 
     def to_dict(self) -> dict[str, Any]:
         return {
