@@ -133,7 +133,7 @@ def test_baseline_that_is_not_usable_exits_1() -> None:
 
 
 def test_schema_command_prints_the_published_files() -> None:
-    for name in ("capability", "descriptor", "verdict", "baseline"):
+    for name in ("capability", "descriptor", "verdict", "baseline", "preflight"):
         result = run_devmig("schema", name)
         assert result.code == 0 and result.out == (SCHEMAS / f"{name}.schema.json").read_text()
 

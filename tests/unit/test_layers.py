@@ -34,7 +34,7 @@ ALLOWED: dict[str, frozenset[str]] = {
     "testing": frozenset({"errors", "host", "vdpa"}),
     "machine": frozenset({"errors", "state", "model", "host", "vdpa", "migrate", "sim"}),
     "tour": frozenset({"errors", "model", "compat", "host", "migrate", "provision", "sim", "machine"}),
-    "libvirt": frozenset({"errors", "state", "model", "compat", "host", "provision", "machine"}),
+    "libvirt": frozenset({"errors", "state", "model", "compat", "host", "migrate", "provision", "fleet", "machine"}),
     "cli": frozenset(
         {
             "errors",

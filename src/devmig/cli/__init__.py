@@ -48,7 +48,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "check": ("devmig.cli.check", "Check a source device descriptor against a destination capability."),
     "baseline": ("devmig.cli.baseline", "Find the configuration every given destination capability accepts."),
     "schema": ("devmig.cli.schema", "Print the JSON Schema of a devmig format."),
-    "libvirt": ("devmig.cli.libvirt", "Store device descriptors in libvirt domains' metadata (annotate)."),
+    "libvirt": ("devmig.cli.libvirt", "Carry descriptors in libvirt domains' metadata; preflight and migrate them."),
 }
 
 #: An unexpected exception is a bug in devmig, not bad input: it gets its own code.

@@ -1,24 +1,36 @@
-"""`devmig libvirt annotate`: the descriptors of a running domain's devices, stored in its libvirt metadata."""
+"""`devmig libvirt annotate`: the descriptors of a running domain's devices, stored in its libvirt metadata;
+`devmig libvirt preflight` and `migrate`: every reason its migration would fail, and the migration; `devmig libvirt
+hook`, `install-hook`, `uninstall-hook`: the destination's qemu hook."""
 
 from __future__ import annotations
+
+from typing import TYPE_CHECKING
 
 import click
 
 from devmig.cli.options import (
+    F,
     emit_json,
     output_options,
     profiles_dir_option,
     resolve,
     state_dir_option,
+    store_option,
     sysfs_root_option,
 )
 from devmig.cli.render import table
-from devmig.errors import DevmigError, ExitCode
+from devmig.errors import DevmigError, ExitCode, InputError
+
+if TYPE_CHECKING:
+    from devmig.libvirt.connection import Connection
+    from devmig.libvirt.preflight import DestinationFacts
+    from devmig.migrate.device import VfioHost
+    from devmig.model.preflight import Preflight
 
 
 @click.group(name="libvirt")
 def command() -> None:
-    """Carry devmig's device descriptors with libvirt domains."""
+    """Carry devmig's device descriptors with libvirt domains; check and run their migration; the qemu hook."""
 
 
 @command.command(name="annotate")
@@ -79,6 +91,292 @@ def annotate(
     lines.append(f"metadata set ({where}): {described} of {len(done.hostdevs)} hostdev(s) described")
     click.echo("\n".join(lines))
     return code
+
+
+# -- preflight and migrate --------------------------------------------------------------------------------------------
+
+
+def connect_option(func: F) -> F:
+    return click.option(
+        "-c",
+        "--connect",
+        "uri",
+        metavar="URI",
+        default=None,
+        help="The source's libvirt URI (as virsh -c) [default: libvirt's own: $LIBVIRT_DEFAULT_URI, else its choice].",
+    )(func)
+
+
+def destination_options(func: F) -> F:
+    """Where DEST's types are read: the fleet store (DEST a host name there), or a capabilities file."""
+    func = store_option(func)
+    return click.option(
+        "--dest-capabilities",
+        "dest_capabilities",
+        metavar="FILE",
+        default=None,
+        help="DEST's types from FILE (what `devmig capabilities -j` prints on DEST; - for standard input) instead "
+        "of the fleet store.",
+    )(func)
+
+
+def postcopy_option(func: F) -> F:
+    return click.option(
+        "--postcopy",
+        is_flag=True,
+        help="The migration would switch to postcopy (QEMU blocks it for VFIO devices: reported as an error).",
+    )(func)
+
+
+def descriptors_option(func: F) -> F:
+    return click.option(
+        "--descriptors",
+        "origin",
+        type=click.Choice(["live", "metadata"]),
+        default="live",
+        show_default=True,
+        help="live: describe each hostdev on this host now, as annotate does; metadata: the descriptors in the "
+        "domain's devmig metadata.",
+    )(func)
+
+
+def _destination(name: str, dest_capabilities: str | None, store_url: str | None) -> DestinationFacts:
+    from devmig.cli.files import read_input
+    from devmig.libvirt.gather import destination_from_document, destination_from_store
+
+    if dest_capabilities is not None:
+        data, origin = read_input(dest_capabilities)
+        return destination_from_document(data, origin, name)
+    return destination_from_store(store_url, name)
+
+
+def _run_preflight(
+    conn: Connection,
+    domain_name: str,
+    target: VfioHost,
+    destination: DestinationFacts,
+    *,
+    origin: str = "live",
+    postcopy: bool,
+    annotating: bool = False,
+    profiles_dir: str | None,
+) -> Preflight:
+    from devmig.libvirt.gather import gather
+    from devmig.libvirt.preflight import preflight
+
+    facts = gather(
+        conn,
+        domain_name,
+        target,
+        destination,
+        origin="metadata" if origin == "metadata" else "live",
+        postcopy=postcopy,
+        annotating=annotating,
+        profiles_dir=profiles_dir,
+    )
+    return preflight(facts)
+
+
+def _free(free: int | None) -> str:
+    return "? free" if free is None else f"{free} free"
+
+
+def preflight_lines(report: Preflight) -> list[str]:
+    """The report for people: each device and what DEST offers it, each item, the result."""
+    dest = report.destination
+    lines = [
+        f"domain {report.domain} ({report.uuid or 'no uuid'}) at {report.uri}, devices on {report.host}; "
+        f"destination {dest.name}: {dest.types} type(s) from {dest.origin}",
+    ]
+    rows: list[tuple[str, ...]] = []
+    below: dict[int, list[str]] = {}
+    for n, d in enumerate(report.devices):
+        desc = d.descriptor
+        shown = f"{desc.type} {desc.software_version} ({d.origin})" if desc is not None else "not described"
+        chosen = next((c for c in d.candidates if c.type == d.target), None)
+        if chosen is not None:
+            outcome = f"-> {chosen.type} {chosen.version}: {chosen.level}, {_free(chosen.free)}"
+            others = len(d.candidates) - 1
+            outcome += f" ({others} other candidate(s))" if others else ""
+        else:
+            outcome = "-> none" if desc is not None else "-> not checked"
+        rows.append((d.kind, d.address, d.alias or "-", shown, outcome))
+        if chosen is None:
+            below[n] = [
+                f"      {r.type} {r.version}: " + "; ".join(f"{f.code}: {f.message}" for f in r.findings)
+                for r in d.refused
+            ]
+    if rows:
+        lines.append("devices:")
+        for n, row in enumerate(table(rows)):
+            lines += [row, *below.get(n, [])]
+    else:
+        lines.append("devices: no mdev or PCI hostdev")
+    if report.items:
+        lines.append("items:")
+        lines += table((i.severity, i.code, f"{i.object}: {i.message}") for i in report.items)
+    counts = report.counts
+    tally = f"{counts['error']} error(s), {counts['warning']} warning(s), {counts['not-checked']} not checked"
+    verdict = "blocked: the migration would fail" if report.blocking else "nothing blocks the migration"
+    lines.append(f"result: {verdict} ({tally})")
+    return lines
+
+
+@command.command(name="preflight")
+@click.argument("domain_name", metavar="DOMAIN")
+@click.option("--to", "dest", metavar="DEST", required=True, help="The destination host (its name in the store).")
+@connect_option
+@destination_options
+@descriptors_option
+@postcopy_option
+@sysfs_root_option
+@profiles_dir_option
+@state_dir_option
+@output_options
+def preflight(
+    domain_name: str,
+    dest: str,
+    uri: str | None,
+    dest_capabilities: str | None,
+    store_url: str | None,
+    origin: str,
+    postcopy: bool,
+    sysfs_root: str,
+    host: str | None,
+    profiles_dir: str | None,
+    state_dir: str | None,
+    json_output: bool,
+    pretty: bool,
+) -> int:
+    """Every reason DOMAIN's live migration to DEST would fail, before it starts: each hostdev's descriptor
+    against DEST's types (from the fleet store, or --dest-capabilities), QEMU's migration blockers, postcopy, a
+    vIOMMU, enable-migration=off, drivers without migration or P2P, and the versions of libvirt, QEMU and the
+    kernels. Whatever devmig cannot read is reported as not checked, with why.
+
+    Exit 0 when nothing blocks, 1 when something does (or libvirt refused), 2 on bad input (no such domain or
+    host, a file or XML devmig cannot read)."""
+    from devmig.libvirt.connection import connect
+    from devmig.machine import open_host
+
+    opts = resolve(json_output, pretty)
+    destination = _destination(dest, dest_capabilities, store_url)
+    target = open_host(host, sysfs_root, state_dir)
+    report = _run_preflight(
+        connect(uri), domain_name, target, destination, origin=origin, postcopy=postcopy, profiles_dir=profiles_dir
+    )
+    if opts.json:
+        emit_json(report.model_dump(mode="json"), opts)
+    else:
+        click.echo("\n".join(preflight_lines(report)))
+    return ExitCode.REFUSED if report.blocking else ExitCode.OK
+
+
+def _dest_name(dest: str | None, dest_uri: str) -> str:
+    """DEST's name in the store: --to, else the host DEST_URI names (qemu+ssh://beta/system -> beta)."""
+    from urllib.parse import urlsplit
+
+    if dest is not None:
+        return dest
+    try:
+        name = urlsplit(dest_uri).hostname
+    except ValueError:
+        name = None
+    if not name:
+        raise InputError(f"{dest_uri}: names no host: give --to DEST, the destination's name in the fleet store")
+    return name
+
+
+@command.command(name="migrate")
+@click.argument("domain_name", metavar="DOMAIN")
+@click.argument("dest_uri", metavar="DEST_URI")
+@click.option(
+    "--to",
+    "dest",
+    metavar="DEST",
+    default=None,
+    help="The destination's name in the store [default: the host DEST_URI names].",
+)
+@click.option("--force", is_flag=True, help="Migrate even when preflight finds reasons it would fail.")
+@click.option("--tls", is_flag=True, help="Migrate over libvirt's TLS (VIR_MIGRATE_TLS).")
+@connect_option
+@destination_options
+@postcopy_option
+@sysfs_root_option
+@profiles_dir_option
+@state_dir_option
+@output_options
+def migrate(
+    domain_name: str,
+    dest_uri: str,
+    dest: str | None,
+    force: bool,
+    tls: bool,
+    uri: str | None,
+    dest_capabilities: str | None,
+    store_url: str | None,
+    postcopy: bool,
+    sysfs_root: str,
+    host: str | None,
+    profiles_dir: str | None,
+    state_dir: str | None,
+    json_output: bool,
+    pretty: bool,
+) -> int:
+    """Migrate the running DOMAIN to the libvirt at DEST_URI (as the source's libvirt reaches it, e.g.
+    qemu+tls://beta/system): preflight (refused when something blocks, unless --force), annotate (the
+    descriptors for the destination's hook), then libvirt's live, peer-to-peer migration; a persistent domain's
+    definition moves with it. Never postcopy.
+
+    Exit 0 when the domain runs at DEST_URI, 1 when preflight or libvirt refused (the domain then still runs on
+    the source), 2 on bad input."""
+    from devmig.cli.progress import PhaseView
+    from devmig.libvirt.annotate import annotate
+    from devmig.libvirt.connection import connect
+    from devmig.libvirt.migration import PhaseEvent
+    from devmig.libvirt.migration import migrate as run
+    from devmig.machine import open_host
+    from devmig.model.preflight import Preflight
+    from devmig.signals import signals_raise
+
+    if postcopy and force:
+        raise InputError(
+            "--postcopy with --force: devmig never migrates with postcopy (QEMU blocks it for VFIO devices)"
+        )
+    opts = resolve(json_output, pretty)
+    destination = _destination(_dest_name(dest, dest_uri), dest_capabilities, store_url)
+    target = open_host(host, sysfs_root, state_dir)
+    conn = connect(uri)
+
+    def check() -> Preflight:
+        # annotate rewrites the metadata from the devices described now: preflight checks those
+        return _run_preflight(
+            conn, domain_name, target, destination, postcopy=postcopy, annotating=True, profiles_dir=profiles_dir
+        )
+
+    with PhaseView(opts, f"migrate {domain_name}") as view:
+
+        def report(event: PhaseEvent) -> None:
+            if not opts.json and event.phase == "preflight" and event.result is not None:
+                view.echo("\n".join(preflight_lines(Preflight.model_validate(event.result))))
+            view(event)
+
+        with signals_raise():
+            done = run(
+                conn,
+                domain_name,
+                dest_uri,
+                preflight=check,
+                annotate=lambda: annotate(conn, domain_name, target, profiles_dir),
+                force=force,
+                tls=tls,
+                report=report,
+            )
+    if opts.json:
+        emit_json({"event": "result", "domain": done.domain, "to": done.dest_uri, "forced": done.forced}, opts)
+    else:
+        forced = f" (forced past {done.forced} preflight error(s))" if done.forced else ""
+        click.echo(f"migrated {done.domain} to {done.dest_uri}{forced}")
+    return ExitCode.OK
 
 
 # -- the hook ---------------------------------------------------------------------------------------------------------

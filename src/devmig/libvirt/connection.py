@@ -28,11 +28,17 @@ class Domain(Protocol):
     def XMLDesc(self, flags: int = 0) -> str: ...  # noqa: N802
     def setMetadata(self, kind: int, metadata: str | None, key: str | None, uri: str | None, flags: int = 0) -> int: ...  # noqa: N802
     def metadata(self, kind: int, uri: str | None, flags: int = 0) -> str: ...
+    def migrateToURI3(self, dconnuri: str, params: dict[str, Any], flags: int = 0) -> int: ...  # noqa: N802
+    def jobStats(self, flags: int = 0) -> dict[str, Any]: ...  # noqa: N802
+    def abortJob(self) -> int: ...  # noqa: N802
 
 
 class Connection(Protocol):
     def getURI(self) -> str: ...  # noqa: N802
     def lookupByName(self, name: str) -> Domain: ...  # noqa: N802
+    def getLibVersion(self) -> int: ...  # noqa: N802
+    def getType(self) -> str: ...  # noqa: N802
+    def getVersion(self) -> int: ...  # noqa: N802
 
 
 def binding() -> ModuleType:

@@ -42,6 +42,8 @@ _PCI_FIELDS = (
     ("slot", 0x1F, "0x{:02x}"),
     ("function", 7, "0x{:x}"),
 )
+#: libvirt's namespace for what it passes to QEMU as is (`<qemu:commandline>`, `<qemu:override>`)
+QEMU_NAMESPACE = "http://libvirt.org/schemas/domain/qemu/1.0"
 _UUID_TEXT = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
 
 
@@ -63,6 +65,18 @@ class Hostdev:
     def label(self) -> str:
         """How messages name it: `hostdev mdev 6f1c... (alias ua-gpu0)`."""
         return f"hostdev {self.kind} {self.address}" + (f" (alias {self.alias})" if self.alias else "")
+
+
+@dataclass(frozen=True)
+class QemuProperty:
+    """A device property a `<qemu:override>` sets: libvirt passes it on the device's `-device` to QEMU."""
+
+    #: the alias of the device it applies to (a hostdev's `<alias name>`)
+    alias: str
+    name: str
+    #: string, signed, unsigned, bool, or remove (the property is dropped: QEMU's default applies)
+    type: str
+    value: str
 
 
 def _children(parent: Element, name: str) -> Iterator[Element]:
@@ -264,6 +278,42 @@ class DomainXml:
         assert updated is not None
         self.hostdevs = [updated if h.index == hostdev.index else h for h in self.hostdevs]
         return updated
+
+    # -- what QEMU is told beside the devices (read by preflight) --------------------------------------------------
+
+    def iommus(self) -> list[str]:
+        """The model of each `<devices><iommu>` (a vIOMMU: intel, smmuv3, virtio, ...; "" when it names none)."""
+        devices = _child(self.root, "devices")
+        return [] if devices is None else [_attr(e, "model") or "" for e in _children(devices, "iommu")]
+
+    def _qemu_elements(self, parent: Element, name: str) -> Iterator[Element]:
+        for node in parent.childNodes:
+            if isinstance(node, Element) and node.namespaceURI == QEMU_NAMESPACE and node.localName == name:
+                yield node
+
+    def qemu_args(self) -> list[str]:
+        """The arguments `<qemu:commandline>` adds to QEMU's command line, in order."""
+        return [
+            _attr(arg, "value") or ""
+            for line in self._qemu_elements(self.root, "commandline")
+            for arg in self._qemu_elements(line, "arg")
+        ]
+
+    def qemu_properties(self) -> list[QemuProperty]:
+        """Each `<qemu:override><qemu:device alias=...><qemu:frontend><qemu:property .../>`: a device property
+        libvirt sets on QEMU's `-device` of the device with that alias."""
+        return [
+            QemuProperty(
+                _attr(device, "alias") or "",
+                _attr(prop, "name") or "",
+                _attr(prop, "type") or "",
+                _attr(prop, "value") or "",
+            )
+            for override in self._qemu_elements(self.root, "override")
+            for device in self._qemu_elements(override, "device")
+            for frontend in self._qemu_elements(device, "frontend")
+            for prop in self._qemu_elements(frontend, "property")
+        ]
 
     # -- metadata -------------------------------------------------------------------------------------------------
 

@@ -9,21 +9,25 @@ from pydantic import BaseModel
 
 from devmig.model.baseline import Baseline
 from devmig.model.descriptor import DeviceDescriptor, TypeCapability
+from devmig.model.preflight import Preflight
 from devmig.model.verdict import Verdict
 
 FORMAT_VERSION = "1"
+#: what devmig writes (their schemas describe its output), as opposed to the documents it reads
+OUTPUTS = ("verdict", "baseline", "preflight")
 
 SCHEMAS: dict[str, type[BaseModel]] = {
     "capability": TypeCapability,
     "descriptor": DeviceDescriptor,
     "verdict": Verdict,
     "baseline": Baseline,
+    "preflight": Preflight,
 }
 
 
 def json_schema(name: str) -> dict[str, Any]:
     model = SCHEMAS[name]
-    schema = model.model_json_schema(mode="serialization" if name in ("verdict", "baseline") else "validation")
+    schema = model.model_json_schema(mode="serialization" if name in OUTPUTS else "validation")
     return {
         "$schema": "https://json-schema.org/draft/2020-12/schema",
         "$id": f"urn:devmig:schema:v{FORMAT_VERSION}:{name}",
