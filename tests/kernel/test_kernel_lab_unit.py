@@ -37,7 +37,7 @@ from tests.kernel.lab.packages import (
     kernel_abis,
     parse_apt_policy,
     parse_apt_search,
-    parse_dpkg_installed,
+    parse_dpkg_versions,
 )
 from tests.kernel.lab.qemu import qemu_argv
 
@@ -145,7 +145,7 @@ class RecordingApt(Apt):
     def installed(self, packages: Sequence[str]) -> set[str]:
         return self.present & set(packages)
 
-    def install(self, packages: Sequence[str]) -> None:
+    def install(self, packages: Sequence[str], *, release: str = "") -> None:
         self.installs.append(list(packages))
 
 
@@ -161,8 +161,9 @@ def test_the_uapi_headers_of_the_lab_kernel_are_installed_once() -> None:
 
 
 def test_dpkg_installed() -> None:
-    text = "busybox-static ii \nqemu-system-x86 un \nxz-utils:amd64 ii \nlinux-source-6.12 rc \n"
-    assert parse_dpkg_installed(text) == {"busybox-static", "xz-utils"}
+    text = "busybox-static ii  1:1.35.0-4+b7\nqemu-system-x86 un  \nxz-utils:amd64 ii  5.4.1-1\n"
+    text += "linux-source-6.12 rc  6.12.117-1\n"
+    assert parse_dpkg_versions(text) == {"busybox-static": "1:1.35.0-4+b7", "xz-utils": "5.4.1-1"}
 
 
 def test_module_names() -> None:
@@ -372,6 +373,7 @@ def test_warm_prepare_uses_the_stamp_without_apt(monkeypatch: pytest.MonkeyPatch
     (base / "stamp.json").write_text(json.dumps(stamp))
     (tmp_path / "current.json").write_text(json.dumps({"kernel_version": version}))
     monkeypatch.setattr(shutil, "which", lambda name: f"/usr/bin/{name}")
+    monkeypatch.setattr(lab_assets, "tools_ready", lambda: True)  # QEMU and iproute2 installed at their minimums
 
     def no_apt(log: object) -> None:
         raise AssertionError("apt used on a warm prepare")

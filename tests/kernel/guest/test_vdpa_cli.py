@@ -4,20 +4,25 @@ Each command of the script runs with both, as text, `-j` and `-j -p`, and they m
 stderr and exit with the same code. Commands that change the host run with one tool, are undone, and run with the
 other, so both meet the same state.
 
-The installed iproute2 is Debian bookworm's 6.1.0, older than the reference's (iproute2 HEAD). Where it differs:
+The peer is whichever iproute2 the machine has: 6.15 where the kernel lab's prepare could install it (Debian 12's
+backports, Debian 13), else Debian 12's own 6.1.0 (or the `vdpa` named by DEVMIG_PEER_VDPA). With 6.15 `dev set`
+and `device_features` are compared byte for byte like every other command. Where 6.1 differs from 6.15:
 - it has no `dev set` (6.13) and no `device_features` (6.2): for those, devmig's result is checked by the kernel's
   effect as iproute2 6.1 shows it (`dev config show`), and iproute2's refusal is asserted as it is;
-- its `dev help` does not list device_features (devmig prints HEAD's, plus a `dev set` line): help texts are
-  compared where both versions print the same;
-- a kernel error in `dev vstats show` exits 0 (fixed upstream by b2c6613e "vstats error not propagated"): devmig
-  exits 1 as iproute2 HEAD does; stdout and stderr are still the same.
-devmig's additions are checked as additions: a number iproute2 refuses silently gets one more "devmig: " line, and
-without CAP_NET_ADMIN a "devmig: hint: " line follows iproute2's.
+- its `dev help` does not list device_features: `dev help` is compared with 6.15 only;
+- a kernel error in `dev vstats show` exits 0 (fixed upstream by b2c6613e "vstats error not propagated"; 6.15
+  exits 1, as devmig does); stdout and stderr are the same.
+devmig's additions are checked as additions: a number iproute2 refuses silently gets one more "devmig: " line,
+without CAP_NET_ADMIN a "devmig: hint: " line follows iproute2's, the main usage gets devmig's `--host` line and
+`dev help` a `dev set` line (iproute2 6.15 has `dev set` but its help does not list it).
 """
 
 from __future__ import annotations
 
+import functools
 import json
+import os
+import re
 import sys
 from collections.abc import Callable, Iterator
 
@@ -27,13 +32,33 @@ from tests.kernel.guest.conftest import Run, devmig, run
 
 pytestmark = pytest.mark.kernel
 
-VDPA = "/usr/sbin/vdpa"
+#: the peer: the machine's own iproute2, or another build's `vdpa` (e.g. an unpacked older .deb) to compare with it
+VDPA = os.environ.get("DEVMIG_PEER_VDPA", "/usr/sbin/vdpa")
 #: the output modes each command is compared in
 MODES: tuple[tuple[str, ...], ...] = ((), ("-j",), ("-j", "-p"))
 
 
 def iproute2(*args: str) -> Run:
     return run(VDPA, *args)
+
+
+@functools.cache
+def peer_version() -> tuple[int, ...]:
+    """iproute2's version, from `vdpa -V` ("vdpa utility, iproute2-6.15.0")."""
+    shown = iproute2("-V")
+    found = re.search(r"iproute2-(\d+)\.(\d+)", shown.out)
+    assert shown.code == 0 and found, shown
+    return tuple(int(n) for n in found.groups())
+
+
+def peer_has_dev_set() -> bool:
+    """`vdpa dev set`: iproute2 6.13 and later (6.15 where the lab installed it)."""
+    return peer_version() >= (6, 13)
+
+
+def peer_has_device_features() -> bool:
+    """`vdpa dev add ... device_features`: iproute2 6.2 and later."""
+    return peer_version() >= (6, 2)
 
 
 def ours(*args: str) -> Run:
@@ -86,6 +111,11 @@ def delete(name: str) -> Callable[[], None]:
 
 def add(*args: str) -> Callable[[], None]:
     return lambda: assert_ok(iproute2("dev", "add", *args))
+
+
+def renew(name: str, mgmtdev: str) -> Callable[[], None]:
+    """Undo a change to the device: delete it and add it afresh (a MAC cannot be set back to zero)."""
+    return lambda: (delete(name)(), add("name", name, "mgmtdev", mgmtdev)())[-1]
 
 
 def assert_ok(result: Run) -> None:
@@ -176,11 +206,15 @@ def test_refusals() -> None:
     same("dev", "vstats", "show")
     same("dev", "vstats", "show", "vdpa0", "qidx")
     same("dev", "vstats", "show", "vdpa0", "foo", "1")
-    # help texts that are the same in iproute2 6.1 and HEAD; the main usage is a prefix of devmig's
+    # help texts that are the same in iproute2 6.1, 6.15 and HEAD; the main usage is a prefix of devmig's
     same("mgmtdev", "help")
     same("mgmtdev")
     same("dev", "config", "help")
     same("dev", "vstats", "help")
+    if peer_has_dev_set():  # 6.1's dev help has no device_features line
+        theirs, mine = iproute2("dev", "help"), ours("dev", "help")
+        assert (mine.code, mine.out) == (theirs.code, theirs.out) == (0, "")
+        assert mine.err == theirs.err + "Usage: vdpa dev set name NAME mac MACADDR\n"
     main_usage = iproute2("help")
     for args in (["help"], ["-h"], ["--help"], []):
         mine = ours(*args)
@@ -199,10 +233,16 @@ def test_numbers_iproute2_refuses_silently_get_one_devmig_line() -> None:
             "",
             f'devmig: mtu "{mtu}": not a decimal number from 0 to 65535\n',
         )
+    if peer_has_device_features():
+        for features in ("zz", "0x1ffffffffffffffff"):
+            args = ("dev", "add", "name", "x", "mgmtdev", "vdpasim_net", "device_features", features)
+            assert iproute2(*args) == Run(1, "", "")
+            said = f'devmig: device_features "{features}": not a hexadecimal number from 0 to {2**64 - 1}\n'
+            assert ours(*args) == Run(1, "", said)
     assert devices() == []
 
 
-def test_vstats_errors_differ_only_in_iproute2_61s_exit_code() -> None:
+def test_vstats_errors_are_iproute2s_with_exit_code_1() -> None:
     assert_ok(ours("dev", "add", "name", "vdpa0", "mgmtdev", "vdpasim_net"))
     assert_ok(ours("dev", "add", "name", "blk0", "mgmtdev", "vdpasim_blk"))
     # no guest driver binds vdpa_sim here: feature negotiation never completes, so every query is refused
@@ -217,36 +257,58 @@ def test_vstats_errors_differ_only_in_iproute2_61s_exit_code() -> None:
             theirs, mine = iproute2(*mode, "dev", "vstats", "show", *args), ours(*mode, "dev", "vstats", "show", *args)
             assert (mine.out, mine.err) == (theirs.out, theirs.err), args
             assert theirs.err.endswith("\n") and "kernel answers: " in theirs.err
-            assert (theirs.code, mine.code) == (0, 1)  # iproute2 6.1 exits 0 here; HEAD and devmig exit 1
+            # iproute2 6.1 exits 0 here; 6.15, HEAD and devmig exit 1
+            assert (theirs.code, mine.code) == (1 if peer_version() >= (6, 15) else 0, 1)
 
 
-def test_dev_set_mac_which_iproute2_61_does_not_have() -> None:
+def test_dev_set_mac() -> None:
+    """Byte for byte with an iproute2 that has `dev set` (6.13+); with 6.1, by the kernel's effect as 6.1 shows it."""
     assert_ok(ours("dev", "add", "name", "vdpa0", "mgmtdev", "vdpasim_net"))
-    assert iproute2("dev", "set", "name", "vdpa0", "mac", "02:00:00:00:00:01") == Run(
-        1, "", 'Command "set" not found\n'
-    )
-    assert ours("dev", "set", "name", "vdpa0", "mac", "02:00:00:00:00:01") == Run(0, "", "")
+    assert_ok(ours("dev", "add", "name", "blk0", "mgmtdev", "vdpasim_blk"))
+    set_mac = ("dev", "set", "name", "vdpa0", "mac", "02:00:00:00:00:01")
+    if peer_has_dev_set():
+        same_change(set_mac, renew("vdpa0", "vdpasim_net"))
+        for args in (
+            ("dev", "set", "name", "vdpa0", "mac", "01:00:00:00:00:00"),
+            ("dev", "set", "name", "nope", "mac", "02:00:00:00:00:01"),
+            ("dev", "set", "name", "blk0", "mac", "02:00:00:00:00:01"),
+            ("dev", "set", "name", "vdpa0"),
+            ("dev", "set", "name", "vdpa0", "mtu", "1000"),
+            ("dev", "set", "name", "vdpa0", "mac", "zz"),
+            ("dev", "set", "vdpa0", "mac", "02:00:00:00:00:01"),
+            ("dev", "set"),
+        ):
+            same(*args)
+    else:
+        assert iproute2(*set_mac) == Run(1, "", 'Command "set" not found\n')
+    # devmig's answers, whichever iproute2 this is (with 6.13+ they are also iproute2's, as compared above)
+    assert ours(*set_mac) == Run(0, "", "")
     assert iproute2("dev", "config", "show", "vdpa0").out.startswith("vdpa0: mac 02:00:00:00:00:01 link up")
     refused = ours("dev", "set", "name", "vdpa0", "mac", "01:00:00:00:00:00")
     assert refused == Run(1, "", "Error: vdpa: Invalid MAC address.\nkernel answers: Operation not supported\n")
     missing = ours("-j", "dev", "set", "name", "nope", "mac", "02:00:00:00:00:01")
     assert missing == Run(1, "\n", "Error: vdpa: device not found.\nkernel answers: No such device\n")
-    assert_ok(ours("dev", "add", "name", "blk0", "mgmtdev", "vdpasim_blk"))
     warned = ours("dev", "set", "name", "blk0", "mac", "02:00:00:00:00:01")
     assert warned == Run(0, "", "Warning: vdpa: blk0 device not supported.\n")
 
 
-def test_device_features_which_iproute2_61_does_not_have() -> None:
+def test_device_features() -> None:
+    """Byte for byte with an iproute2 that has `device_features` (6.2+); with 6.1, by the kernel's effect."""
     args = ("dev", "add", "name", "vdpa0", "mgmtdev", "vdpasim_net", "device_features", "300000028")
-    assert iproute2(*args) == Run(1, "", 'Unknown option "device_features"\n')
-    assert ours(*args) == Run(0, "", "")
-    # MTU and MAC but no STATUS: the kernel reports no link state, as iproute2 6.1 shows
-    assert iproute2("dev", "config", "show", "vdpa0").out == "vdpa0: mac 00:00:00:00:00:00 mtu 1500 \n"
-    assert ours("dev", "config", "show", "vdpa0") == iproute2("dev", "config", "show", "vdpa0")
     # a feature vdpa_sim_net does not offer: its driver refuses (EINVAL, no message)
     more = ("dev", "add", "name", "vdpa1", "mgmtdev", "vdpasim_net", "device_features", "0x400000")
-    assert ours(*more) == Run(1, "", "kernel answers: Invalid argument\n")
     missing = ("dev", "add", "name", "vdpa1", "mgmtdev", "vdpasim_net", "device_features", "8", "mac", "0:1:2:3:4:5")
+    if peer_has_device_features():
+        same_change(args, delete("vdpa0"))
+        same(*more)
+        same(*missing)
+    else:
+        assert iproute2(*args) == Run(1, "", 'Unknown option "device_features"\n')
+    assert ours(*args) == Run(0, "", "")
+    # MTU and MAC but no STATUS: the kernel reports no link state
+    assert iproute2("dev", "config", "show", "vdpa0").out == "vdpa0: mac 00:00:00:00:00:00 mtu 1500 \n"
+    assert ours("dev", "config", "show", "vdpa0") == iproute2("dev", "config", "show", "vdpa0")
+    assert ours(*more) == Run(1, "", "kernel answers: Invalid argument\n")
     assert ours(*missing) == Run(
         1, "", "Error: vdpa: Missing features 0x20 for provided attributes.\nkernel answers: Invalid argument\n"
     )

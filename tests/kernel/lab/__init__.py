@@ -8,16 +8,22 @@ device behind an emulated intel-iommu) on a host that cannot or must not load th
                        cwd=str(checkout), results_dir=tmp_path)
     assert run.returncode == 0, run.console
 
-`prepare()` installs (apt-get, only what is missing) qemu-system-x86, busybox-static, xz-utils, gcc/make and
-Debian's 6.12 headers and source, resolved at run time with apt-cache; downloads the matching kernel image package
-and unpacks it into the cache (not installed: see `packages._fetch_image`), builds mtty.ko and vringh/vdpa_sim*.ko
-out of tree, and packs an initramfs (busybox-static, the modules, a generated /init). Everything goes to the cache
-(`default_cache_dir()`: $DEVMIG_KERNEL_LAB_CACHE or ~/.cache/devmig/kernel-lab), under `<cache>/<kernel_version>/`.
-It raises `LabUnavailable` with a one-line reason when it cannot (not root, no apt, package missing, build failed).
+`prepare()` installs (apt-get, only what is missing) busybox-static, xz-utils, gcc/make and Debian's 6.12 headers
+and source, resolved at run time with apt-cache; QEMU >= 8.0 (VFIO migration v2) and iproute2 >= 6.15 from the
+release's own suite where it has them (Debian 13+), else from its backports, which it adds to the apt sources when
+missing (`tools.ensure_tools`; Debian 12: bookworm-backports, QEMU 10.0 and iproute2 6.15); downloads the matching
+kernel image package and unpacks it into the cache (not installed: see `packages._fetch_image`), builds mtty.ko
+and vringh/vdpa_sim*.ko out of tree, and packs an initramfs (busybox-static, the modules, a generated /init).
+Everything goes to the cache (`default_cache_dir()`: $DEVMIG_KERNEL_LAB_CACHE or ~/.cache/devmig/kernel-lab), under
+`<cache>/<kernel_version>/`.
+It raises `LabUnavailable` with a one-line reason when it cannot (not root, no apt, package missing, no QEMU >= 8.0
+to be had, build failed); an iproute2 older than 6.15 that cannot be upgraded is left as it is (the vdpa tests
+compare with whichever the machine has). A warm call checks the tools with one dpkg-query.
 
 What the command sees (`run_in_guest`):
 - It runs as root in `chroot /host`, where /host is the HOST's root file system shared over virtio-9p READ-ONLY:
-  the host's Python, the project's checkout and venv, Debian's tools (mdevctl, iproute2 `vdpa`), unchanged.
+  the host's Python, the project's checkout and venv, Debian's tools (mdevctl, iproute2 `vdpa`, QEMU: the guest
+  can run QEMU VMs of its own, under TCG), unchanged.
   The kernel is Debian's 6.12 with these modules loaded (in dependency order): vfio, vfio_iommu_type1, irqbypass,
   vfio_pci_core, vfio_pci, mdev, vhost_iotlb, vdpa, vringh, vdpa_sim, vdpa_sim_net, vdpa_sim_blk, mtty (and the
   9p ones). Nothing else: no modprobe (the host's /lib/modules has no 6.12 tree), no vhost_vdpa/virtio_vdpa (a vDPA
@@ -43,11 +49,12 @@ What the command sees (`run_in_guest`):
 Command line: scripts/kernel-lab `prepare` / `run [--env K=V] [--cwd D] -- CMD...` (`python -m tests.kernel.lab`
 from the checkout's root).
 
-The parts: packages.py (which 6.12 build, apt), modules.py (the out-of-tree build, the load order), guest.py (the
-/init and the command's run.sh), initramfs.py (the cpio archive), assets.py (`prepare`, the cache and its stamp),
-qemu.py (`run_in_guest`), console.py (the serial console as text), errors.py (`LabUnavailable`), __main__.py (the
-command line). The lab lives with the tests, not in the installed package: nothing but the tests and
-scripts/kernel-lab uses it.
+The parts: packages.py (which 6.12 build, apt), debversion.py (Debian version order), suites.py (which suite has a
+tool at the version needed; the backports entry), tools.py (QEMU and iproute2: check, install), modules.py (the
+out-of-tree build, the load order), guest.py (the /init and the command's run.sh), initramfs.py (the cpio archive),
+assets.py (`prepare`, the cache and its stamp), qemu.py (`run_in_guest`), console.py (the serial console as text),
+errors.py (`LabUnavailable`), __main__.py (the command line). The lab lives with the tests, not in the installed
+package: nothing but the tests and scripts/kernel-lab uses it.
 """
 
 from tests.kernel.lab.assets import LabAssets, default_cache_dir, prepare

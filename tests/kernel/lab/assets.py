@@ -21,6 +21,7 @@ from tests.kernel.lab.guest import render_init
 from tests.kernel.lab.initramfs import build_initramfs
 from tests.kernel.lab.modules import BUILT_MODULES, IN_TREE_MODULES, build_modules, collect_modules
 from tests.kernel.lab.packages import Apt, install_and_fetch
+from tests.kernel.lab.tools import ensure_tools, tools_ready
 
 # Bump when the build recipe changes in a way the stamp cannot see (the init script is hashed separately).
 _RECIPE = 1
@@ -94,17 +95,22 @@ def prepare(
     refresh=True ignores the stamp: re-resolves the newest 6.12 with apt-cache and rebuilds.
     """
     cache = (cache_dir if cache_dir is not None else default_cache_dir()).expanduser().absolute()
-    if not refresh and (assets := _cached(cache)) is not None:
+    if not refresh and (assets := _cached(cache)) is not None and tools_ready():
         return assets
     try:
         cache.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise LabUnavailable(f"cannot create the cache {cache}: {exc.strerror}") from exc
     with _locked(cache):
-        if not refresh and (assets := _cached(cache)) is not None:
+        if not refresh and (assets := _cached(cache)) is not None and tools_ready():
             return assets  # another process prepared it while this one waited
         started = time.monotonic()
         apt = Apt(log)
+        # QEMU (the outer hypervisor, and the guest's own through the shared root) and iproute2 at the versions
+        # the tests need; the kernel's assets are built only when the cache lacks them.
+        ensure_tools(apt)
+        if not refresh and (assets := _cached(cache)) is not None:
+            return assets
         work = cache / "work"
         kp, image_root = install_and_fetch(apt, work)
         log(f"kernel {kp.kernel_version} ({kp.version})")

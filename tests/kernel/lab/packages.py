@@ -133,14 +133,28 @@ def choose_kernel(names: Sequence[str], policy: Mapping[str, tuple[str | None, s
     raise LabUnavailable(f"no 6.12 image/headers at {SOURCE_PACKAGE}'s version {source_candidate} (offered: {offered})")
 
 
-def parse_dpkg_installed(text: str) -> set[str]:
-    """Installed packages from `dpkg-query -W -f='${Package} ${db:Status-Abbrev}\\n'` output."""
-    installed = set()
+def parse_dpkg_versions(text: str) -> dict[str, str]:
+    """{package: version} of the installed ones, from dpkg-query's `${Package} ${db:Status-Abbrev} ${Version}` lines."""
+    versions = {}
     for line in text.splitlines():
         parts = line.split()
-        if len(parts) >= 2 and parts[1].startswith("ii"):
-            installed.add(parts[0].split(":")[0])
-    return installed
+        if len(parts) >= 3 and parts[1].startswith("ii"):
+            versions[parts[0].split(":")[0]] = parts[2]
+    return versions
+
+
+def installed_versions(packages: Sequence[str]) -> dict[str, str]:
+    """The installed versions of `packages` (those not installed are absent); dpkg only, no apt."""
+    try:
+        proc = subprocess.run(
+            ["dpkg-query", "-W", "-f=${Package} ${db:Status-Abbrev} ${Version}\\n", *packages],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+    except FileNotFoundError:
+        return {}
+    return parse_dpkg_versions(proc.stdout)
 
 
 def run(argv: Sequence[str], *, what: str, env: Mapping[str, str] | None = None, cwd: Path | None = None) -> str:
@@ -173,8 +187,9 @@ class Apt:
         if shutil.which("apt-get") is None or shutil.which("apt-cache") is None:
             raise LabUnavailable("no apt-get/apt-cache: the kernel lab needs Debian (bookworm) packages")
 
-    def update(self) -> None:
-        if self.updated:
+    def update(self, *, force: bool = False) -> None:
+        """`apt-get update`, once (again with `force`: after a source was added)."""
+        if self.updated and not force:
             return
         self._need_root("apt-get update")
         self.log("apt-get update")
@@ -187,26 +202,29 @@ class Apt:
             raise LabUnavailable(f"not root: cannot {action}")
 
     def installed(self, packages: Sequence[str]) -> set[str]:
-        proc = subprocess.run(
-            ["dpkg-query", "-W", "-f=${Package} ${db:Status-Abbrev}\\n", *packages],
-            capture_output=True,
-            text=True,
-            check=False,
-        )
-        return parse_dpkg_installed(proc.stdout)
+        return set(installed_versions(packages))
+
+    def versions(self, packages: Sequence[str]) -> dict[str, str]:
+        return installed_versions(packages)
+
+    def policy_text(self, packages: Sequence[str]) -> str:
+        return run(["apt-cache", "policy", *packages], what="apt-cache policy")
 
     def policy(self, packages: Sequence[str]) -> dict[str, tuple[str | None, str | None]]:
-        return parse_apt_policy(run(["apt-cache", "policy", *packages], what="apt-cache policy"))
+        return parse_apt_policy(self.policy_text(packages))
 
     def search(self, pattern: str) -> list[str]:
         return parse_apt_search(run(["apt-cache", "search", "--names-only", pattern], what="apt-cache search"))
 
-    def install(self, packages: Sequence[str]) -> None:
-        self._need_root(f"apt-get install {' '.join(packages)}")
-        self.log(f"apt-get install {' '.join(packages)}")
+    def install(self, packages: Sequence[str], *, release: str = "") -> None:
+        """apt-get install `packages`; from the suite `release` (apt-get -t) when given."""
+        target = ["-t", release] if release else []
+        command = " ".join(["apt-get install", *target, *packages])
+        self._need_root(command)
+        self.log(command)
         run(
-            ["apt-get", *_APT_OPTS, "install", "-y", "-q", "--no-install-recommends", *packages],
-            what=f"apt-get install {' '.join(packages)}",
+            ["apt-get", *_APT_OPTS, "install", "-y", "-q", "--no-install-recommends", *target, *packages],
+            what=command,
             env=_APT_ENV,
         )
 
@@ -226,12 +244,12 @@ def _resolve_kernel(apt: Apt) -> KernelPackages:
 
 
 def _host_packages(kp: KernelPackages) -> list[str]:
-    packages = ["qemu-system-x86", "busybox-static", "xz-utils", kp.headers, kp.source]
+    packages = ["busybox-static", "xz-utils", kp.headers, kp.source]  # QEMU: see tools.ensure_tools
     packages += [tool for tool in ("gcc", "make") if shutil.which(tool) is None]
     return packages
 
 
-def _with_fresh_lists(apt: Apt, step: Callable[[], T]) -> T:
+def with_fresh_lists(apt: Apt, step: Callable[[], T]) -> T:
     """`step`, run again after one `apt-get update` if it failed on stale package lists."""
     while True:
         try:
@@ -259,7 +277,7 @@ def install_and_fetch(apt: Apt, work: Path) -> tuple[KernelPackages, Path]:
         _install_missing(apt, _host_packages(kp))
         return kp, _fetch_image(apt, kp, work)
 
-    return _with_fresh_lists(apt, step)
+    return with_fresh_lists(apt, step)
 
 
 def install_uapi_headers(apt: Apt) -> KernelPackages:
@@ -271,7 +289,7 @@ def install_uapi_headers(apt: Apt) -> KernelPackages:
         _install_missing(apt, [kp.common_headers])
         return kp
 
-    return _with_fresh_lists(apt, step)
+    return with_fresh_lists(apt, step)
 
 
 def _fetch_image(apt: Apt, kp: KernelPackages, work: Path) -> Path:
