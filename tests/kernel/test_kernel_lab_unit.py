@@ -9,7 +9,6 @@ import json
 import shutil
 import struct
 import subprocess
-import time
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -378,10 +377,8 @@ def test_warm_prepare_uses_the_stamp_without_apt(monkeypatch: pytest.MonkeyPatch
     def no_apt(log: object) -> None:
         raise AssertionError("apt used on a warm prepare")
 
-    monkeypatch.setattr(lab_assets, "Apt", no_apt)
-    started = time.monotonic()
+    monkeypatch.setattr(lab_assets, "Apt", no_apt)  # the warm path's promise: no apt at all (its speed: benchmarks)
     assets = prepare(tmp_path, log=lambda message: None)
-    assert time.monotonic() - started < 0.5
     assert assets == LabAssets(version, base / "vmlinuz", base / "initramfs.cpio.gz", base)
     # A stamp from another recipe (here: another init) is not trusted.
     stamp["fingerprint"] = "old"
