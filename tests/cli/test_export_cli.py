@@ -17,7 +17,9 @@ def test_placement_json_holds_the_api_shapes() -> None:
     result = run_devmig("export", "placement", *ALPHA, "-j")
     assert result.code == 0 and result.err == ""
     doc = json.loads(result.out)
-    assert set(doc) == {"resource_classes", "traits", "resource_providers"}
+    assert set(doc) == {"resource_classes", "traits", "resource_providers", "hosts"}
+    # read directly, not from a store: no sign of life recorded, no generation
+    assert doc["hosts"] == [{"name": "alpha", "last_seen": None, "age": None, "generation": None}]
     root, *children = doc["resource_providers"]
     assert root["name"] == "alpha" and root["parent_provider_uuid"] is None
     assert (
@@ -39,8 +41,9 @@ def test_placement_json_holds_the_api_shapes() -> None:
 def test_placement_text_is_a_table() -> None:
     result = run_devmig("export", "placement", *ALPHA)
     lines = result.out.splitlines()
-    assert result.code == 0 and lines[0].split() == ["PROVIDER", "UUID", "RESOURCE_CLASS", "TOTAL", "TRAITS"]
-    assert lines[1].split()[0] == "alpha" and lines[1].split()[2:] == ["-", "-", "0"]
+    assert result.code == 0
+    assert lines[0].split() == ["PROVIDER", "UUID", "RESOURCE_CLASS", "TOTAL", "TRAITS", "GEN", "LAST", "SEEN"]
+    assert lines[1].split()[0] == "alpha" and lines[1].split()[2:] == ["-", "-", "0", "-", "-"]
     assert any(line.startswith("alpha/0000:00:02.0/simgpu-2G ") for line in lines)
     assert lines[-1] == "8 providers, 4 resource classes, 99 traits (-j prints them for the Placement API)"
 
@@ -79,9 +82,20 @@ def test_the_store_exports_what_it_was_given(tmp_path: Path) -> None:
     assert run_devmig("inventory", "publish", *ALPHA, "--store", store).code == 0
     from_store = run_devmig("export", "placement", "--store", store, "-j")
     assert from_store.code == 0
-    assert json.loads(from_store.out) == json.loads(run_devmig("export", "placement", *ALPHA, "-j").out)
+    stored, direct = json.loads(from_store.out), json.loads(run_devmig("export", "placement", *ALPHA, "-j").out)
+    (seen,) = stored.pop("hosts")
+    direct.pop("hosts")
+    assert stored == direct
+    assert seen["name"] == "alpha" and seen["generation"] == 1 and 0 <= seen["age"] < 60 and seen["last_seen"] > 0
+    text = run_devmig("export", "placement", "--store", store).out.splitlines()
+    assert re.fullmatch(r"alpha +[-0-9a-f]{36} +- +- +0 +1 +\d+ s ago", text[1])
+    assert text[2].startswith("alpha/") and not text[2].endswith("ago")  # a type's provider: its host's freshness
     labels = run_devmig("export", "k8s-labels", "--store", store, "-j")
     assert json.loads(labels.out) == json.loads(run_devmig("export", "k8s-labels", *ALPHA, "-j").out)
+    # kubectl: a comment says how fresh the node's facts are; no label changes with it
+    comment, command = run_devmig("export", "k8s-labels", "--store", store).out.splitlines()
+    assert re.fullmatch(r"# alpha: generation 1, last seen \d+ s ago", comment)
+    assert command.startswith("kubectl label node alpha --overwrite ") and "seen" not in command
     empty = run_devmig("export", "k8s-labels", "--store", str(tmp_path / "empty.db"))
     assert empty.code == 0 and empty.out == "" and "holds no host" in empty.err
 

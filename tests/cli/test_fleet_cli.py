@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import re
+import time
 from pathlib import Path
 
 import pytest
@@ -85,3 +87,74 @@ def test_bad_stores_are_one_line() -> None:
     assert bad.code == 1 and "secret" not in bad.err and bad.err.count("\n") == 1
     worse = run_devmig("inventory", "show", "--store", "mysql://x@y/z")
     assert worse.code == 2 and worse.err.count("\n") == 1
+
+
+def test_inventory_show_says_how_fresh(store: str) -> None:
+    from devmig.fleet.store import FleetStore
+
+    with FleetStore.open(store) as opened:
+        opened.heartbeat("zeta", now=time.time() - 1000)
+    listed = run_devmig("inventory", "show").out.splitlines()
+    assert listed[0].split() == ["HOST", "TYPES", "FREE", "DEVICES", "KERNEL", "GEN", "LAST", "SEEN"]
+    rows = {line.split()[0]: line for line in listed[1:]}
+    assert re.search(r" 1 +\d s ago$", rows["beta"])
+    assert re.search(r" 1 +10\d\d s ago \(stale\)$", rows["zeta"])
+    beta = run_devmig("inventory", "show", "beta").out.splitlines()[0]
+    assert re.fullmatch(r"host beta: kernel \S+, generation 1, last seen \d s ago, published \d s ago", beta)
+    (zeta,) = json.loads(run_devmig("inventory", "show", "zeta", "-j").out)["hosts"]
+    assert zeta["generation"] == 1 and zeta["stale"] is True and 1000 <= zeta["age"] < 1060
+    assert zeta["last_seen"] < zeta["published"]
+    fresh = json.loads(run_devmig("inventory", "show", "-j").out)
+    assert fresh["stale_after"] == 600 and [h["name"] for h in fresh["hosts"] if h["stale"]] == ["zeta"]
+
+
+def test_heartbeat(store: str) -> None:
+    beat = run_devmig("inventory", "heartbeat", "--host", "sim:beta")
+    assert beat.code == 0 and beat.out == f"heartbeat of beta to {store}\n"
+    named = json.loads(run_devmig("inventory", "heartbeat", "--name", "gamma", "-j").out)
+    assert named["host"] == "gamma" and named["store"] == store and abs(named["last_seen"] - time.time()) < 60
+    (gamma,) = json.loads(run_devmig("inventory", "show", "gamma", "-j").out)["hosts"]
+    assert gamma["last_seen"] == named["last_seen"] and gamma["generation"] == 1
+    unknown = run_devmig("inventory", "heartbeat", "--name", "omega")
+    assert unknown.code == 2 and unknown.out == ""
+    assert unknown.err == (
+        f"devmig: error: host omega: not in store {store}, so it has no heartbeat to record "
+        "(devmig inventory publish adds it)\n"
+    )
+
+
+def test_place_leaves_out_stale_hosts(store: str) -> None:
+    from devmig.fleet.store import FleetStore
+
+    with FleetStore.open(store) as opened:
+        opened.heartbeat("beta", now=time.time() - 1000)  # beta, the best candidate, falls silent
+    placed = run_devmig("place", "-", "--exclude", "alpha", stdin=source())
+    assert placed.code == 0, placed.err
+    lines = placed.out.splitlines()
+    assert lines[1].endswith("; hosts seen in the last 600 s")
+    section = lines[lines.index("candidates, best first:") + 2 : lines.index("refused, by reason:")]
+    assert [line.split()[1] for line in section] == ["gamma"]
+    (stale,) = [line for line in lines if " stale " in line]
+    assert re.fullmatch(
+        r" +[1-9]\d* +1 +stale +stale: last seen 10\d\d s ago, host beta \(hosts are left out 600 s .*", stale
+    )
+    as_json = json.loads(run_devmig("place", "-", "-j", "--exclude", "alpha", stdin=source()).out)
+    assert as_json["stale_after"] == 600 and [r["hosts"] for r in as_json["refused"] if r["code"] == "stale"] == [1]
+    assert [c["host"] for c in as_json["candidates"]] == ["gamma"] and as_json["candidates"][0]["generation"] == 1
+    never = run_devmig("place", "-", "--exclude", "alpha", "--stale-after", "never", stdin=source())
+    assert "every host, however long ago it was seen" in never.out and " stale " not in never.out
+    assert [line.split()[1] for line in never.out.splitlines()[4:6]] == ["beta", "gamma"]
+    longer = json.loads(
+        run_devmig("place", "-", "-j", "--exclude", "alpha", "--stale-after", "3600", stdin=source()).out
+    )
+    assert longer["stale_after"] == 3600 and [c["host"] for c in longer["candidates"]] == ["beta", "gamma"]
+    bad = run_devmig("place", "-", "--stale-after", "soon", stdin=source())
+    assert (
+        bad.code == 2 and bad.err == "devmig: error: stale-after 'soon': expected seconds (a number >= 0) or 'never'\n"
+    )
+    # every host stale: nothing can take it, and the reason says so
+    with FleetStore.open(store) as opened:
+        for host in ("alpha", "gamma", "delta", "zeta"):
+            opened.heartbeat(host, now=time.time() - 1000)
+    none = run_devmig("place", "-", stdin=source())
+    assert none.code == 1 and "no host of the fleet can take it" in none.out and "stale: last seen" in none.out

@@ -7,7 +7,8 @@ devmig.fleet.export and docs/fleet.md.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+import time
+from typing import TYPE_CHECKING, Any
 
 import click
 
@@ -116,14 +117,26 @@ def placement(
     from devmig.fleet.export import placement as export
 
     opts = resolve(json_output, pretty)
-    doc = export(hosts_of(store_url, host, name, profiles_dir))
+    doc = export(hosts_of(store_url, host, name, profiles_dir), time.time())
     if opts.json:
         emit_json(doc, opts)
         return ExitCode.OK
-    rows = [("PROVIDER", "UUID", "RESOURCE_CLASS", "TOTAL", "TRAITS")]
+    seen = {h["name"]: h for h in doc["hosts"]}
+    rows = [("PROVIDER", "UUID", "RESOURCE_CLASS", "TOTAL", "TRAITS", "GEN", "LAST SEEN")]
     for provider in doc["resource_providers"]:
         ((rc, inventory),) = provider["inventories"].items() or [("-", {"total": "-"})]
-        rows.append((provider["name"], provider["uuid"], rc, str(inventory["total"]), str(len(provider["traits"]))))
+        # a root provider is a host: its freshness; a type's provider shares its host's
+        host = seen.get(provider["name"]) if provider["parent_provider_uuid"] is None else None
+        rows.append(
+            (
+                provider["name"],
+                provider["uuid"],
+                rc,
+                str(inventory["total"]),
+                str(len(provider["traits"])),
+                *(_freshness(host) if host else ("", "")),
+            )
+        )
     click.echo("\n".join(table(rows, indent="")))
     click.echo(
         f"{len(doc['resource_providers'])} providers, {len(doc['resource_classes'])} resource classes, "
@@ -155,16 +168,30 @@ def k8s_labels(
     pretty: bool,
 ) -> int:
     """Kubernetes node labels with the same facts, one per fact of each type: PREFIX/<type>.<fact>=true."""
-    from devmig.fleet.export import check_prefix, k8s_labels, kubectl_lines
+    from devmig.fleet.export import check_prefix, freshness, k8s_labels, kubectl_lines
 
     opts = resolve(json_output or fmt == "json", pretty)
-    labels = k8s_labels(hosts_of(store_url, host, name, profiles_dir), check_prefix(prefix))
+    hosts = hosts_of(store_url, host, name, profiles_dir)
+    labels = k8s_labels(hosts, check_prefix(prefix))
     if opts.json:
+        # {node: {label: value}} as kubectl and client libraries apply it: no freshness, which is no label
         emit_json(labels, opts)
-    else:
-        for line in kubectl_lines(labels):
+        return ExitCode.OK
+    seen = {h["name"]: h for h in freshness(hosts, time.time())}
+    for node, pairs in labels.items():
+        for line in kubectl_lines({node: pairs}):  # none for a node without labels
+            if seen[node]["generation"] is not None:  # read from a store: how fresh, as a comment to the shell
+                generation, last = _freshness(seen[node])
+                click.echo(f"# {node}: generation {generation}, last seen {last}")
             click.echo(line)
     return ExitCode.OK
+
+
+def _freshness(host: dict[str, Any]) -> tuple[str, str]:
+    """(generation, last seen) as the text exports print them; '-' for a host read directly, not stored."""
+    if host["generation"] is None:
+        return "-", "-"
+    return str(host["generation"]), "never" if host["age"] is None else f"{host['age']} s ago"
 
 
 @command.command(name="query")

@@ -1,4 +1,5 @@
-"""`devmig inventory publish|show|remove`, `devmig place` and `devmig claim list|release|purge`: the fleet store.
+"""`devmig inventory publish|heartbeat|show|remove`, `devmig place` and `devmig claim list|release|purge`: the fleet
+store.
 
 Exit codes: 0 done (place: some host can take the device; with --claim, one instance was claimed); 1 nothing can
 take it, no claim could be made, or the store refused; 2 bad input (a URL, a document, an unknown host or claim).
@@ -30,14 +31,32 @@ def _open(url: str | None) -> Any:
     return FleetStore.open(url)
 
 
-def _age(published: float | None) -> str:
-    if published is None:
-        return "-"
-    seconds = max(0, int(time.time() - published))
-    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
-        if seconds >= size:
-            return f"{seconds // size}{unit} ago"
-    return f"{seconds}s ago"
+def _seen(record: Any, now: float, stale_after: float | None) -> str:
+    """A host's last sign of life as `inventory show` prints it: 'N s ago', marked when place leaves it out."""
+    from devmig.fleet.freshness import age_text, is_stale
+
+    text = age_text(record.last_seen, now)
+    return f"{text} (stale)" if is_stale(record.last_seen, now, stale_after) else text
+
+
+stale_after_option = click.option(
+    "--stale-after",
+    "stale_after",
+    metavar="SECONDS",
+    envvar="DEVMIG_STALE_AFTER",
+    default=None,
+    help="Leave out hosts last seen (published or heartbeat) longer ago than this; 0 or 'never': keep every host. "
+    "Also $DEVMIG_STALE_AFTER [default: 600].",
+)
+
+
+#: --name of publish and heartbeat: one default for both, so a heartbeat finds the host its publish stored
+host_name_option = click.option(
+    "--name",
+    "name",
+    metavar="NAME",
+    help="The host's name in the fleet [default: its hostname, or the simulated host's name].",
+)
 
 
 @click.group(name="inventory")
@@ -46,12 +65,7 @@ def inventory() -> None:
 
 
 @inventory.command(name="publish")
-@click.option(
-    "--name",
-    "name",
-    metavar="NAME",
-    help="The host's name in the fleet [default: its hostname, or the simulated host's name].",
-)
+@host_name_option
 @store_option
 @sysfs_root_option
 @profiles_dir_option
@@ -97,20 +111,62 @@ def publish(
     return ExitCode.OK
 
 
+@inventory.command(name="heartbeat")
+@host_name_option
+@store_option
+@sysfs_root_option
+@output_options
+def heartbeat(
+    name: str | None, store_url: str | None, sysfs_root: str, host: str | None, json_output: bool, pretty: bool
+) -> int:
+    """Record that this host (or --name) is alive: keeps a published host offered by `devmig place` between
+    publishes, without collecting or writing its inventory. For scripts and timers."""
+    opts = resolve(json_output, pretty)
+    if name is None:
+        from devmig.machine import open_host
+
+        name = open_host(host, sysfs_root).hostname
+    with _open(store_url) as store:
+        when = store.heartbeat(name)
+        shown = store.shown
+    if opts.json:
+        emit_json({"host": name, "store": shown, "last_seen": when}, opts)
+    else:
+        click.echo(f"heartbeat of {name} to {shown}")
+    return ExitCode.OK
+
+
 @inventory.command(name="show")
 @click.argument("host_name", metavar="[HOST]", required=False)
 @store_option
 @output_options
 def show(host_name: str | None, store_url: str | None, json_output: bool, pretty: bool) -> int:
     """The hosts in the store, or one host's types and devices."""
+    from devmig.fleet.freshness import age, age_text, is_stale
+
     opts = resolve(json_output, pretty)
     with _open(store_url) as store:
         records = [store.host(host_name)] if host_name else store.hosts()
+        stale_after = store.stale_after
+    now = time.time()
     if opts.json:
-        emit_json({"hosts": [_host_json(r) for r in records]}, opts)
+        emit_json(
+            {
+                "hosts": [
+                    {
+                        **_host_json(r),
+                        "age": age(r.last_seen, now),
+                        "stale": is_stale(r.last_seen, now, stale_after),
+                    }
+                    for r in records
+                ],
+                "stale_after": stale_after,
+            },
+            opts,
+        )
         return ExitCode.OK
     if host_name is None:
-        rows = [("HOST", "TYPES", "FREE", "DEVICES", "KERNEL", "PUBLISHED")]
+        rows = [("HOST", "TYPES", "FREE", "DEVICES", "KERNEL", "GEN", "LAST SEEN")]
         rows += [
             (
                 r.name,
@@ -118,16 +174,20 @@ def show(host_name: str | None, store_url: str | None, json_output: bool, pretty
                 str(sum(t.available or 0 for t in r.types)),
                 str(len(r.devices)),
                 r.kernel or "-",
-                _age(r.published),
+                str(r.generation),
+                _seen(r, now, stale_after),
             )
             for r in records
         ]
         click.echo("\n".join(table(rows, indent="")))
         return ExitCode.OK
     (record,) = records
-    click.echo(f"host {record.name}: kernel {record.kernel or '-'}, published {_age(record.published)}")
-    rows = [("PARENT", "TYPE", "DEVICE_API", "VERSION", "MODEL", "FREE")]
-    rows += [
+    click.echo(
+        f"host {record.name}: kernel {record.kernel or '-'}, generation {record.generation}, last seen "
+        f"{_seen(record, now, stale_after)}, published {age_text(record.published, now)}"
+    )
+    types = [("PARENT", "TYPE", "DEVICE_API", "VERSION", "MODEL", "FREE")]
+    types += [
         (
             t.parent,
             t.type_id,
@@ -138,7 +198,7 @@ def show(host_name: str | None, store_url: str | None, json_output: bool, pretty
         )
         for t in record.types
     ]
-    click.echo("\n".join(table(rows, indent="  ")))
+    click.echo("\n".join(table(types, indent="  ")))
     if record.devices:
         click.echo("devices:")
         click.echo(
@@ -169,6 +229,8 @@ def _host_json(record: Any) -> dict[str, Any]:
         "name": record.name,
         "kernel": record.kernel,
         "published": record.published,
+        "last_seen": record.last_seen,
+        "generation": record.generation,
         "warnings": list(record.warnings),
         "types": [
             {
@@ -213,6 +275,7 @@ def _host_json(record: Any) -> dict[str, Any]:
     multiple=True,
     help="Leave this host out (the source's own); may be given again.",
 )
+@stale_after_option
 @store_option
 @output_options
 def place(
@@ -221,19 +284,23 @@ def place(
     claim: float | None,
     holder: str | None,
     exclude: tuple[str, ...],
+    stale_after: str | None,
     store_url: str | None,
     json_output: bool,
     pretty: bool,
 ) -> int:
     """The hosts and types of the fleet that can take the device SOURCE (a descriptor; - for standard input),
     ranked as `devmig plan` ranks, with their free instances, and why the others cannot (grouped by reason)."""
+    from devmig.fleet.freshness import parse_stale_after
     from devmig.model import DeviceDescriptor
 
     opts = resolve(json_output, pretty)
+    # 0 asks place for no TTL; None leaves the store's default
+    ttl = None if stale_after is None else (parse_stale_after(stale_after) or 0.0)
     descriptor = load(DeviceDescriptor, source)
     with _open(store_url) as store:
         started = time.perf_counter()
-        placement = store.place(descriptor, limit=limit, claim=claim, holder=holder, exclude=exclude)
+        placement = store.place(descriptor, limit=limit, claim=claim, holder=holder, exclude=exclude, stale_after=ttl)
         took = time.perf_counter() - started
     found = bool(placement.candidates) and (claim is None or placement.claim is not None)
     if opts.json:
@@ -244,7 +311,12 @@ def place(
     lines = [
         f"source: {d.device_api} {d.type}{model} version {d.software_version}; parameters {assignments(d.params)}",
         f"fleet:  {placement.host_types} host types; {placement.checked} distinct types checked after SQL "
-        f"narrowing, in {took * 1000:.1f} ms",
+        f"narrowing, in {took * 1000:.1f} ms; "
+        + (
+            f"hosts seen in the last {placement.stale_after:g} s"
+            if placement.stale_after is not None
+            else "every host, however long ago it was seen"
+        ),
     ]
     if placement.candidates:
         lines.append("candidates, best first:")

@@ -334,13 +334,31 @@ def _provider(path: tuple[str, ...], root: str | None) -> dict[str, Any]:
     }
 
 
-def placement(hosts: Iterable[HostRecord]) -> dict[str, Any]:
+def freshness(hosts: Iterable[HostRecord], now: float) -> list[dict[str, Any]]:
+    """Each host's last sign of life, its age at `now` in whole seconds and its inventory's generation (None for a
+    host read directly rather than from a store). Kept beside the facts, never in them: a fact that changed with
+    every heartbeat would rewrite every node and provider each time."""
+    return [
+        {
+            "name": host.name,
+            "last_seen": host.last_seen,
+            "age": None if host.last_seen is None else max(0, int(now - host.last_seen)),
+            "generation": host.generation,
+        }
+        for host in sorted(hosts, key=lambda h: h.name)
+    ]
+
+
+def placement(hosts: Iterable[HostRecord], now: float | None = None) -> dict[str, Any]:
     """The fleet as Placement resource providers: one per host (the compute node, the root) and one nested child
     per type of each parent device, holding the type's resource class and its facts as traits. Each provider holds
     the fields of GET /resource_providers/{uuid}, `inventories` as GET .../inventories and `traits` as GET
-    .../traits show them; `resource_classes` and `traits` list the custom names to create first."""
+    .../traits show them; `resource_classes` and `traits` list the custom names to create first. With `now`,
+    `hosts` holds each host's freshness (see `freshness`), for the loader to skip stale hosts; Placement has no
+    field for it."""
+    hosts = sorted(hosts, key=lambda h: h.name)
     providers: list[dict[str, Any]] = []
-    for host in sorted(hosts, key=lambda h: h.name):
+    for host in hosts:
         root = _provider((host.name,), None)
         providers.append(root)
         for record in _unique(host.types):
@@ -351,11 +369,14 @@ def placement(hosts: Iterable[HostRecord]) -> dict[str, Any]:
                 child["inventories"] = {rc: {"total": count, "max_unit": count, **INVENTORY_DEFAULTS}}
             child["traits"] = sorted(trait(f) for f in type_facts(record.capability))
             providers.append(child)
-    return {
+    doc: dict[str, Any] = {
         "resource_classes": sorted({rc for p in providers for rc in p["inventories"]}),
         "traits": sorted({t for p in providers for t in p["traits"]}),
         "resource_providers": providers,
     }
+    if now is not None:
+        doc["hosts"] = freshness(hosts, now)
+    return doc
 
 
 def placement_query(source: DeviceDescriptor) -> dict[str, Any]:

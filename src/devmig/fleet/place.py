@@ -79,6 +79,9 @@ class FleetCandidate:
     rank: Rank
     #: free instances less the active claims; None when the host could not tell
     free: int | None
+    #: the host's last sign of life and its inventory's generation, as stored
+    last_seen: float | None = None
+    generation: int | None = None
 
     def json(self) -> dict[str, Any]:
         return {
@@ -90,6 +93,8 @@ class FleetCandidate:
             "free": self.free,
             "plan": self.verdict.plan,
             "warnings": [f.code for f in self.verdict.warnings],
+            "last_seen": self.last_seen,
+            "generation": self.generation,
         }
 
 
@@ -135,6 +140,8 @@ class Placement:
     host_types: int = 0
     checked: int = 0
     claim: Claim | None = None
+    #: the TTL the placement used (None: freshness off)
+    stale_after: float | None = None
 
     def json(self) -> dict[str, Any]:
         return {
@@ -143,6 +150,7 @@ class Placement:
             "host_types": self.host_types,
             "checked": self.checked,
             "claim": self.claim.json() if self.claim else None,
+            "stale_after": self.stale_after,
         }
 
 

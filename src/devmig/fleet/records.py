@@ -50,3 +50,7 @@ class HostRecord:
     published: float | None = None
     #: problems met while collecting (types that could not be described, ...)
     warnings: tuple[str, ...] = field(default=())
+    #: the last sign of life, a publish or a heartbeat (set by the store; None: none recorded, or not stored)
+    last_seen: float | None = None
+    #: the inventory's generation: moved on by each publish that changed it (set by the store)
+    generation: int | None = None

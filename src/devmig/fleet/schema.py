@@ -26,7 +26,7 @@ from sqlalchemy import (
 metadata = MetaData()
 
 #: the newest migration; a store at another revision is upgraded when opened
-HEAD = "0001"
+HEAD = "0002"
 
 hosts = Table(
     "hosts",
@@ -36,6 +36,15 @@ hosts = Table(
     Column("kernel", String(255)),
     Column("published", Float, nullable=False),
     Column("warnings", Text, nullable=False, default="[]"),
+    #: the last sign of life, seconds since the epoch (a publish or a heartbeat); NULL: none recorded
+    Column("last_seen", Float),
+    #: moved on by each publish that changed the inventory (1 after the first); a scheduler can tell an
+    #: inventory it read is still the one stored
+    Column("generation", Integer, nullable=False, server_default="0"),
+    #: sha256 of the inventory as last published (types, free counts, devices, kernel, warnings); NULL until a
+    #: publish after schema 0002 wrote it
+    Column("inventory", String(64)),
+    Index("ix_hosts_last_seen", "last_seen"),
 )
 
 capabilities = Table(

@@ -25,19 +25,35 @@ import uuid
 from collections import Counter
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass, replace
 from functools import lru_cache
 from pathlib import Path
 from typing import Any, cast, get_args
 from urllib.parse import quote
 
-from sqlalchemy import Connection, Engine, create_engine, delete, event, func, insert, or_, select, update
+from sqlalchemy import (
+    Connection,
+    Engine,
+    Insert,
+    Table,
+    bindparam,
+    create_engine,
+    delete,
+    event,
+    func,
+    insert,
+    or_,
+    select,
+    update,
+)
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, DBAPIError, NoSuchModuleError, SQLAlchemyError
 
 from devmig.compat import check
 from devmig.compat.rank import Rank, candidate_rank
 from devmig.errors import DevmigError, InputError
-from devmig.fleet import schema
+from devmig.fleet import freshness, schema
+from devmig.fleet.freshness import STALE_CODE
 from devmig.fleet.place import (
     NO_ROOM_CODE,
     Claim,
@@ -92,7 +108,58 @@ def _canonical(value: Any) -> str:
 
 def _document(cap: TypeCapability) -> str:
     """The capability as stored: without available_instances (that belongs to a host's type, not the document)."""
-    return _canonical(cap.model_dump(mode="json", exclude_none=True, exclude={"available_instances"}))
+    # pydantic's own JSON is quick but keeps the input's key order; the canonical form is cached by it, since a
+    # fleet repeats the same few hundred documents (publish dumps every type of every host)
+    return _canonical_json(cap.model_dump_json(exclude_none=True, exclude={"available_instances"}))
+
+
+@lru_cache(maxsize=4096)
+def _canonical_json(text: str) -> str:
+    return _canonical(json.loads(text))
+
+
+#: a device row's columns, in the order _Prepared.devices holds them
+_DEVICE_COLUMNS = ("host_id", "kind", "name", "parent", "type_id", "descriptor")
+
+
+@dataclass(frozen=True)
+class _Prepared:
+    """A record made ready to store: its types with their documents, its device rows, and the digest of the whole
+    inventory, which tells an unchanged republish from a changed one without reading the stored rows."""
+
+    record: HostRecord
+    types: list[tuple[TypeRecord, str]]
+    devices: list[tuple[str, str, str | None, str | None, str | None]]
+    digest: str
+
+    @classmethod
+    def of(cls, record: HostRecord, documents: dict[int, str]) -> _Prepared:
+        types = []
+        for rec in _unique_types(record.types):
+            key = id(rec.capability)
+            if key not in documents:
+                documents[key] = _document(rec.capability)
+            types.append((rec, documents[key]))
+        devices: list[tuple[str, str, str | None, str | None, str | None]] = [
+            (
+                d.kind,
+                d.name,
+                d.parent,
+                d.type_id,
+                d.descriptor.model_dump_json(exclude_none=True) if d.descriptor else None,
+            )
+            for d in record.devices
+        ]
+        inventory = {
+            "kernel": record.kernel,
+            "warnings": list(record.warnings),
+            # order-free: the same types and devices listed in another order are the same inventory
+            "types": sorted(
+                [rec.parent, rec.type_id, hashlib.sha256(doc.encode()).hexdigest(), rec.available] for rec, doc in types
+            ),
+            "devices": sorted(devices, key=lambda device: json.dumps(device)),
+        }
+        return cls(record, types, devices, hashlib.sha256(_canonical(inventory).encode()).hexdigest())
 
 
 @lru_cache(maxsize=4096)
@@ -101,16 +168,20 @@ def _parse(document: str) -> TypeCapability:
 
 
 class FleetStore:
-    def __init__(self, engine: Engine, shown: str) -> None:
+    def __init__(self, engine: Engine, shown: str, stale_after: float | None = freshness.STALE_AFTER) -> None:
         self.engine = engine
         #: the URL without its password, for messages
         self.shown = shown
+        #: place's TTL: hosts last seen longer ago are left out (None: freshness off)
+        self.stale_after = stale_after
 
     # -- opening ---------------------------------------------------------------------------------------------------
 
     @classmethod
-    def open(cls, url: str | None = None) -> FleetStore:
-        """Open (create, upgrade) the store at `url` (default: default_url())."""
+    def open(cls, url: str | None = None, *, stale_after: float | None = None) -> FleetStore:
+        """Open (create, upgrade) the store at `url` (default: default_url()). `stale_after` is place's TTL in
+        seconds (0: freshness off; default: $DEVMIG_STALE_AFTER, else freshness.STALE_AFTER)."""
+        ttl = freshness.default_stale_after() if stale_after is None else (stale_after if stale_after > 0 else None)
         raw = normalise_url(url or default_url())
         try:
             parsed = make_url(raw)
@@ -126,7 +197,7 @@ class FleetStore:
                 engine = create_engine(raw, pool_pre_ping=True)
         except (NoSuchModuleError, ArgumentError) as exc:
             raise InputError(f"store {shown}: {exc}") from None
-        store = cls(engine, shown)
+        store = cls(engine, shown, ttl)
         with store._errors("open"):
             store._upgrade()
         return store
@@ -154,14 +225,32 @@ class FleetStore:
         with self.engine.connect() as conn:
             if _revision(conn) == schema.HEAD:
                 return  # the common case, without importing Alembic
+        self.migrate("head")
+
+    def migrate(self, revision: str, *, down: bool = False) -> None:
+        """Upgrade (or with `down`, downgrade) the schema to `revision` with Alembic. Opening a store upgrades it
+        to the head already; this is for tests of the upgrade path and for going back before a downgrade of devmig."""
         from alembic import command
         from alembic.config import Config
 
         config = Config()
         config.set_main_option("script_location", str(Path(__file__).with_name("migrations")))
-        with self.engine.begin() as conn:
-            config.attributes["connection"] = conn
-            command.upgrade(config, "head")
+        with self.engine.connect() as conn:
+            sqlite = conn.dialect.name == "sqlite"
+            if sqlite:
+                # SQLite changes a table by copying it and dropping the old one; with foreign keys on, that drop
+                # deletes every host's types and devices (ON DELETE CASCADE). The pragma only takes effect outside
+                # a transaction, so it is sent on the driver's connection before the migration's transaction.
+                conn.connection.driver_connection.execute("PRAGMA foreign_keys=OFF")  # type: ignore[union-attr]
+            try:
+                with conn.begin():
+                    config.attributes["connection"] = conn
+                    (command.downgrade if down else command.upgrade)(config, revision)
+                    if sqlite and conn.exec_driver_sql("PRAGMA foreign_key_check").first() is not None:
+                        raise StoreError(f"store {self.shown}: the migration to {revision} broke a foreign key")
+            finally:
+                if sqlite:
+                    conn.connection.driver_connection.execute("PRAGMA foreign_keys=ON")  # type: ignore[union-attr]
 
     @contextmanager
     def _write(self) -> Iterator[Connection]:
@@ -174,78 +263,199 @@ class FleetStore:
     # -- inventories ------------------------------------------------------------------------------------------------
 
     def publish(self, record: HostRecord, *, now: float | None = None) -> HostRecord:
-        """Replace `record.name`'s inventory with `record`, in one transaction. Returns it as stored."""
+        """Store `record` as `record.name`'s inventory, in one transaction: readers see the old inventory or the new
+        one, never half. Only what changed is written; an identical inventory keeps its generation and only
+        refreshes last_seen. Returns it as stored."""
+        return self.publish_many([record], now=now)[0]
+
+    def publish_many(self, records: Sequence[HostRecord], *, now: float | None = None) -> list[HostRecord]:
+        """Publish several hosts in one transaction, for a bulk publisher (a collector of many hosts, an import):
+        the same statements as one publish, each carrying every host, so the round trips do not grow with the
+        hosts. All of them are stored or none. Returns them as stored, in the order given."""
         when = time.time() if now is None else now
+        names = [r.name for r in records]
+        twice = sorted(name for name, count in Counter(names).items() if count > 1)
+        if twice:
+            raise InputError(f"host {twice[0]}: given twice in one publish (one inventory per host)")
+        if not records:
+            return []
+        # each distinct capability object is dumped once: a bulk publisher's hosts often share them
+        documents: dict[int, str] = {}
+        prepared = sorted((_Prepared.of(r, documents) for r in records), key=lambda p: p.record.name)
+        h = schema.hosts
         with self._write() as conn:
-            host_id = self._host_row(conn, record, when)
-            before = self._host_counts(conn, host_id)
-            conn.execute(delete(schema.host_types).where(schema.host_types.c.host_id == host_id))
-            conn.execute(delete(schema.devices).where(schema.devices.c.host_id == host_id))
-            ids = self._capability_ids(conn, [t.capability for t in record.types])
-            if record.types:
+            rows, new = self._lock_hosts(conn, [p.record.name for p in prepared], when)
+            changed = [p for p in prepared if rows[p.record.name].inventory != p.digest]
+            if changed:
+                self._replace(conn, changed, {p.record.name: int(rows[p.record.name].id) for p in changed}, new)
                 conn.execute(
-                    insert(schema.host_types),
+                    update(h)
+                    .where(h.c.id == bindparam("b_id"))
+                    .values(
+                        kernel=bindparam("b_kernel"),
+                        warnings=bindparam("b_warnings"),
+                        inventory=bindparam("b_inventory"),
+                        generation=h.c.generation + 1,
+                        published=when,
+                        last_seen=when,
+                    ),
                     [
                         {
-                            "host_id": host_id,
-                            "parent": t.parent,
-                            "type_id": t.type_id,
-                            "capability_id": ids[_document(t.capability)],
-                            "available": t.available,
+                            "b_id": rows[p.record.name].id,
+                            "b_kernel": p.record.kernel,
+                            "b_warnings": json.dumps(list(p.record.warnings)),
+                            "b_inventory": p.digest,
                         }
-                        for t in _unique_types(record.types)
+                        for p in changed
                     ],
                 )
-            after = Counter(ids[_document(t.capability)] for t in _unique_types(record.types))
-            self._count(conn, before, after)
-            if record.devices:
-                conn.execute(
-                    insert(schema.devices),
-                    [
-                        {
-                            "host_id": host_id,
-                            "kind": d.kind,
-                            "name": d.name,
-                            "parent": d.parent,
-                            "type_id": d.type_id,
-                            "descriptor": d.descriptor.model_dump_json(exclude_none=True) if d.descriptor else None,
-                        }
-                        for d in record.devices
-                    ],
+            same = [rows[p.record.name].id for p in prepared if rows[p.record.name].inventory == p.digest]
+            if same:
+                conn.execute(update(h).where(h.c.id.in_(same)).values(published=when, last_seen=when))
+        moved = {p.record.name for p in changed}
+        return [
+            replace(
+                r,
+                published=when,
+                last_seen=when,
+                generation=int(rows[r.name].generation) + (r.name in moved),
+            )
+            for r in records
+        ]
+
+    def heartbeat(self, name: str, *, now: float | None = None) -> float:
+        """Record that host `name` is alive at `now` (default: the clock): one UPDATE of its last_seen, which keeps
+        it offered by place between publishes. Returns the time recorded."""
+        when = time.time() if now is None else now
+        h = schema.hosts
+        with self._write() as conn:
+            found = conn.execute(update(h).where(h.c.name == name).values(last_seen=when)).rowcount
+        if not found:
+            raise InputError(
+                f"host {name}: not in store {self.shown}, so it has no heartbeat to record "
+                "(devmig inventory publish adds it)"
+            )
+        return when
+
+    def _lock_hosts(self, conn: Connection, names: list[str], when: float) -> tuple[dict[str, Any], set[str]]:
+        """The hosts' rows (id, inventory digest, generation), locked, in name order so that concurrent publishers
+        lock them in the same order; a host not stored yet gets a row (generation 0, no inventory). Also the
+        names of the rows this call inserted, which hold no types or devices yet."""
+        h = schema.hosts
+        query = (
+            select(h.c.name, h.c.id, h.c.inventory, h.c.generation)
+            .where(h.c.name.in_(names))
+            .order_by(h.c.name)
+            .with_for_update()
+        )
+        rows = {row.name: row for row in conn.execute(query)}
+        missing = [name for name in names if name not in rows]
+        if missing:
+            # "or ignore": a concurrent publisher of the same new host inserts it first; its row is locked below
+            conn.execute(
+                _insert_or_ignore(conn, h, "name"),
+                [{"name": name, "published": when, "warnings": "[]", "generation": 0} for name in missing],
+            )
+            inserted = {row.name: row for row in conn.execute(query.where(h.c.name.in_(missing)))}
+            rows.update(inserted)
+            return rows, {name for name, row in inserted.items() if row.inventory is None and row.generation == 0}
+        return rows, set()
+
+    def _replace(self, conn: Connection, changed: list[_Prepared], host_ids: dict[str, int], new: set[str]) -> None:
+        """Write the changed hosts' types and devices: rows that differ are updated, new ones inserted, gone ones
+        deleted; each document's counts move by what the hosts gained and lost. Hosts in `new` have no rows yet:
+        nothing is read for them."""
+        t, d = schema.host_types, schema.devices
+        ids = self._capability_ids(conn, {doc: rec.capability for p in changed for rec, doc in p.types})
+        old: dict[int, dict[tuple[str, str], tuple[int, int, int | None]]] = {i: {} for i in host_ids.values()}
+        known = [host_ids[p.record.name] for p in changed if p.record.name not in new]
+        if known:
+            for row in conn.execute(
+                select(t.c.id, t.c.host_id, t.c.parent, t.c.type_id, t.c.capability_id, t.c.available).where(
+                    t.c.host_id.in_(known)
                 )
-        return HostRecord(record.name, record.types, record.devices, record.kernel, when, record.warnings)
+            ):
+                old[row.host_id][(row.parent, row.type_id)] = (row.id, row.capability_id, row.available)
+        inserts: list[dict[str, Any]] = []
+        updates: list[dict[str, Any]] = []
+        deletes: list[int] = []
+        types: Counter[int] = Counter()
+        hosts: Counter[int] = Counter()
+        for p in changed:
+            host_id = host_ids[p.record.name]
+            before = old[host_id]
+            after = {(rec.parent, rec.type_id): (ids[doc], rec.available) for rec, doc in p.types}
+            for key, (row_id, cap_id, available) in before.items():
+                if key not in after:
+                    deletes.append(row_id)
+                elif after[key] != (cap_id, available):
+                    updates.append({"b_id": row_id, "b_capability": after[key][0], "b_available": after[key][1]})
+            inserts += [
+                {"host_id": host_id, "parent": key[0], "type_id": key[1], "capability_id": cap, "available": free}
+                for key, (cap, free) in after.items()
+                if key not in before
+            ]
+            had = Counter(cap for _, cap, _ in before.values())
+            has = Counter(cap for cap, _ in after.values())
+            types.update(has)
+            types.subtract(had)
+            hosts.update(set(has))
+            hosts.subtract(set(had))
+        if deletes:
+            conn.execute(delete(t).where(t.c.id.in_(deletes)))
+        if updates:
+            conn.execute(
+                update(t)
+                .where(t.c.id == bindparam("b_id"))
+                .values(capability_id=bindparam("b_capability"), available=bindparam("b_available")),
+                updates,
+            )
+        if inserts:
+            conn.execute(insert(t), inserts)
+        self._count(conn, types, hosts)
+        stored: dict[int, list[tuple[Any, ...]]] = {i: [] for i in host_ids.values()}
+        if known:
+            for row in conn.execute(
+                select(d.c.host_id, d.c.kind, d.c.name, d.c.parent, d.c.type_id, d.c.descriptor)
+                .where(d.c.host_id.in_(known))
+                .order_by(d.c.id)
+            ):
+                stored[row.host_id].append(tuple(row)[1:])
+        # devices change seldom (a VM started or stopped): rewritten only for the hosts whose list differs
+        rewrite = [p for p in changed if stored[host_ids[p.record.name]] != p.devices]
+        if rewrite:
+            gone = [host_ids[p.record.name] for p in rewrite if stored[host_ids[p.record.name]]]
+            if gone:
+                conn.execute(delete(d).where(d.c.host_id.in_(gone)))
+            rows = [
+                dict(zip(_DEVICE_COLUMNS, (host_ids[p.record.name], *device), strict=True))
+                for p in rewrite
+                for device in p.devices
+            ]
+            if rows:
+                conn.execute(insert(d), rows)
 
     @staticmethod
-    def _host_counts(conn: Connection, host_id: int) -> Counter[int]:
-        """How many of a host's types have each document."""
-        t = schema.host_types
-        rows = conn.execute(
-            select(t.c.capability_id, func.count()).where(t.c.host_id == host_id).group_by(t.c.capability_id)
-        )
-        return Counter({int(cap_id): int(count) for cap_id, count in rows})
-
-    def _count(self, conn: Connection, before: Counter[int], after: Counter[int]) -> None:
-        """Move each document's host-type and host counts from the host's old rows to its new ones (in id order, so
-        concurrent publishers lock documents in the same order)."""
+    def _count(conn: Connection, types: Counter[int], hosts: Counter[int]) -> None:
+        """Move each document's host-type and host counts by these amounts: one executemany, which psycopg sends as
+        a pipeline (one round trip), in id order, so concurrent publishers lock documents in the same order. (One
+        UPDATE with CASE costs more: its SQL differs every time, so SQLAlchemy compiles it every time.)"""
         c = schema.capabilities
-        for cap_id in sorted(before.keys() | after.keys()):
-            types = after[cap_id] - before[cap_id]
-            hosts = (cap_id in after) - (cap_id in before)
-            if types or hosts:
-                conn.execute(update(c).where(c.c.id == cap_id).values(types=c.c.types + types, hosts=c.c.hosts + hosts))
+        moves = [
+            {"b_id": cap_id, "b_types": types[cap_id], "b_hosts": hosts[cap_id]}
+            for cap_id in sorted(types.keys() | hosts.keys())
+            if types[cap_id] or hosts[cap_id]
+        ]
+        if moves:
+            conn.execute(
+                update(c)
+                .where(c.c.id == bindparam("b_id"))
+                .values(types=c.c.types + bindparam("b_types"), hosts=c.c.hosts + bindparam("b_hosts")),
+                moves,
+            )
 
-    def _host_row(self, conn: Connection, record: HostRecord, when: float) -> int:
-        hosts = schema.hosts
-        values = {"kernel": record.kernel, "published": when, "warnings": json.dumps(list(record.warnings))}
-        found = conn.execute(select(hosts.c.id).where(hosts.c.name == record.name).with_for_update()).scalar()
-        if found is not None:
-            conn.execute(update(hosts).where(hosts.c.id == found).values(**values))
-            return int(found)
-        return int(conn.execute(insert(hosts).values(name=record.name, **values).returning(hosts.c.id)).scalar_one())
-
-    def _capability_ids(self, conn: Connection, caps: Sequence[TypeCapability]) -> dict[str, int]:
+    def _capability_ids(self, conn: Connection, docs: dict[str, TypeCapability]) -> dict[str, int]:
         """The row id of each distinct document, inserting those the store does not have yet."""
-        docs = {_document(cap): cap for cap in caps}
         if not docs:
             return {}
         digests = {hashlib.sha256(doc.encode()).hexdigest(): doc for doc in docs}
@@ -322,7 +532,16 @@ class FleetStore:
                 .order_by(d.c.id)
             )
         )
-        return HostRecord(row.name, types, devices, row.kernel, row.published, tuple(json.loads(row.warnings)))
+        return HostRecord(
+            row.name,
+            types,
+            devices,
+            row.kernel,
+            row.published,
+            tuple(json.loads(row.warnings)),
+            row.last_seen,
+            row.generation,
+        )
 
     def remove(self, name: str) -> None:
         """Forget a host (its types, devices; its claims stay until they expire)."""
@@ -330,8 +549,18 @@ class FleetStore:
         with self._write() as conn:
             host_id = conn.execute(select(h.c.id).where(h.c.name == name).with_for_update()).scalar()
             if host_id is not None:
-                before = self._host_counts(conn, host_id)
-                self._count(conn, before, Counter())
+                t = schema.host_types
+                had = Counter(
+                    {
+                        int(cap_id): int(count)
+                        for cap_id, count in conn.execute(
+                            select(t.c.capability_id, func.count())
+                            .where(t.c.host_id == host_id)
+                            .group_by(t.c.capability_id)
+                        )
+                    }
+                )
+                self._count(conn, Counter({cap: -n for cap, n in had.items()}), Counter(dict.fromkeys(had, -1)))
             gone = conn.execute(delete(h).where(h.c.name == name)).rowcount
         if not gone:
             raise InputError(f"host {name}: not in store {self.shown}")
@@ -347,17 +576,22 @@ class FleetStore:
         holder: str | None = None,
         exclude: Sequence[str] = (),
         now: float | None = None,
+        stale_after: float | None = None,
     ) -> Placement:
         """The host types that can take `source`, best first (at most `limit`), and why the others cannot. Hosts in
-        `exclude` (the source's own, say) are not offered. With `claim` (seconds), also reserve one instance of the
-        best candidate that still has room."""
+        `exclude` (the source's own, say) are not offered, nor hosts last seen more than `stale_after` seconds
+        before `now` (default: the store's `stale_after`; 0: freshness off), which are refused as stale. With
+        `claim` (seconds), also reserve one instance of the best candidate that still has room."""
         when = time.time() if now is None else now
+        ttl = self.stale_after if stale_after is None else (stale_after if stale_after > 0 else None)
+        since = freshness.cutoff(when, ttl)
         with self._errors("place"), self.engine.connect() as conn:
             placement, order, rejected = self._judge(conn, source)
-            placement.candidates = self._candidates(conn, order, limit, when, exclude)
-            placement.refused = self._refusals(conn, source, order, rejected, when)
+            placement.stale_after = ttl
+            placement.candidates = self._candidates(conn, order, limit, when, exclude, since)
+            placement.refused = self._refusals(conn, source, order, rejected, when, ttl)
         if claim is not None:
-            placement.claim = self._claim(source, order, claim, holder, when, exclude)
+            placement.claim = self._claim(source, order, claim, holder, when, exclude, since)
         return placement
 
     def _judge(self, conn: Connection, source: DeviceDescriptor) -> tuple[Placement, Ranked, list[Rejected]]:
@@ -402,11 +636,18 @@ class FleetStore:
         return {(host, parent, type_id): int(count) for host, parent, type_id, count in rows}
 
     def _candidates(
-        self, conn: Connection, order: Ranked, limit: int, when: float, exclude: Sequence[str]
+        self,
+        conn: Connection,
+        order: Ranked,
+        limit: int,
+        when: float,
+        exclude: Sequence[str],
+        since: float | None,
     ) -> list[FleetCandidate]:
-        """The best `limit` host types with room. Documents of equal rank are taken together, best first; within
-        them host types come by free instances. Claims only lower a free count, so with C active claims the best
-        `limit` are among the first `limit + C` by published count: the index walks no further than that."""
+        """The best `limit` host types with room on hosts seen at `since` or later (None: any host). Documents of
+        equal rank are taken together, best first; within them host types come by free instances. Claims only lower
+        a free count, so with C active claims the best `limit` are among the first `limit + C` by published count:
+        the index walks no further than that."""
         if not order or limit <= 0:
             return []
         t, h = schema.host_types, schema.hosts
@@ -414,8 +655,10 @@ class FleetStore:
         window = limit + sum(claimed.values())
         out: list[FleetCandidate] = []
         for tier in _tiers(order):
-            rows = conn.execute(
-                select(h.c.name, t.c.parent, t.c.type_id, t.c.capability_id, t.c.available)
+            query = (
+                select(
+                    h.c.name, t.c.parent, t.c.type_id, t.c.capability_id, t.c.available, h.c.last_seen, h.c.generation
+                )
                 .join(h, h.c.id == t.c.host_id)
                 .where(
                     t.c.capability_id.in_(tier),
@@ -424,15 +667,27 @@ class FleetStore:
                 )
                 .order_by(t.c.available.desc().nulls_last(), h.c.name, t.c.parent)
                 .limit(window)
-            ).all()
+            )
+            if since is not None:
+                query = query.where(h.c.last_seen >= since)
             found = []
-            for host, parent, type_id, cap_id, available in rows:
+            for host, parent, type_id, cap_id, available, last_seen, generation in conn.execute(query):
                 free = None if available is None else available - claimed.get((host, parent, type_id), 0)
                 if free is not None and free <= 0:
                     continue
                 cap, verdict, rank = order[cap_id]
                 found.append(
-                    FleetCandidate(host, parent, type_id, cap, verdict, rank._replace(fewer_free=-(free or 0)), free)
+                    FleetCandidate(
+                        host,
+                        parent,
+                        type_id,
+                        cap,
+                        verdict,
+                        rank._replace(fewer_free=-(free or 0)),
+                        free,
+                        last_seen,
+                        generation,
+                    )
                 )
             found.sort(key=lambda c: (c.free is None, -(c.free or 0), c.host, c.parent))
             out += found[: limit - len(out)]
@@ -441,10 +696,56 @@ class FleetStore:
         return out
 
     def _refusals(
-        self, conn: Connection, source: DeviceDescriptor, order: Ranked, rejected: list[Rejected], when: float
+        self,
+        conn: Connection,
+        source: DeviceDescriptor,
+        order: Ranked,
+        rejected: list[Rejected],
+        when: float,
+        ttl: float | None,
     ) -> list[RefusalGroup]:
-        """Why the rest cannot: per distinct document, with the host-type and host counts kept on it."""
+        """Why the rest cannot: the stale hosts' types first, as one reason, then per distinct document, with the
+        host-type and host counts kept on it less those on stale hosts, so each host type has one reason."""
         c, m, t, h = schema.capabilities, schema.capability_models, schema.host_types, schema.hosts
+        since = freshness.cutoff(when, ttl)
+        reasons: list[tuple[str, str, int, int]] = []
+        stale: dict[int, tuple[int, int]] = {}
+        if ttl is not None and since is not None:
+            # two index range reads, not an OR (which SQLite answers by scanning every host type); few rows when
+            # the fleet is healthy, and the host types of stale hosts through their (host_id, ...) index
+            stale_ids = (
+                select(h.c.id).where(h.c.last_seen < since).union_all(select(h.c.id).where(h.c.last_seen.is_(None)))
+            )
+            hosts_stale = int(conn.execute(select(func.count()).select_from(stale_ids.subquery())).scalar_one())
+            if hosts_stale:
+                stale = {
+                    int(cap_id): (int(types), int(hosts))
+                    for cap_id, types, hosts in conn.execute(
+                        select(t.c.capability_id, func.count(), func.count(t.c.host_id.distinct()))
+                        .where(t.c.host_id.in_(stale_ids))
+                        .group_by(t.c.capability_id)
+                    )
+                }
+                # the example: the most recently seen of them, else one never seen
+                example = (
+                    conn.execute(
+                        select(h.c.name, h.c.last_seen)
+                        .where(h.c.last_seen < since)
+                        .order_by(h.c.last_seen.desc(), h.c.name)
+                        .limit(1)
+                    ).first()
+                    or conn.execute(
+                        select(h.c.name, h.c.last_seen).where(h.c.last_seen.is_(None)).order_by(h.c.name).limit(1)
+                    ).one()
+                )
+                reasons.append(
+                    (
+                        STALE_CODE,
+                        freshness.stale_message(example.name, example.last_seen, when, ttl),
+                        sum(types for types, _ in stale.values()),
+                        hosts_stale,
+                    )
+                )
         models: dict[int, list[str]] = {}
         for cap_id, model in conn.execute(select(m.c.capability_id, m.c.model)):
             models.setdefault(cap_id, []).append(model)
@@ -467,13 +768,18 @@ class FleetStore:
                 )
             )
         }
-        reasons: list[tuple[str, str, int, int]] = []
+
+        def fresh(cap_id: int) -> tuple[int, int]:
+            """The document's host types and hosts, less those on stale hosts."""
+            gone_types, gone_hosts = stale.get(cap_id, (0, 0))
+            return rows[cap_id].types - gone_types, rows[cap_id].hosts - gone_hosts
+
         for cap_id, code, message in rejected:
-            if cap_id in rows:
-                reasons.append((code, message, rows[cap_id].types, rows[cap_id].hosts))
+            if cap_id in rows and fresh(cap_id)[0] > 0:
+                reasons.append((code, message, *fresh(cap_id)))
         checked = {cap_id for cap_id, _, _ in rejected} | set(order)
         for row in rows.values():
-            if row.id in checked:
+            if row.id in checked or fresh(row.id)[0] <= 0:
                 continue
             stored = StoredIdentity(
                 row.device_api,
@@ -483,23 +789,30 @@ class FleetStore:
                 f"{row.major}.{row.minor}.{row.bugfix}",
                 _confidence(row.confidence),
             )
-            reasons.append((*identity_reason(source, stored), row.types, row.hosts))
+            reasons.append((*identity_reason(source, stored), *fresh(row.id)))
         if order:
-            full_types, full_hosts = conn.execute(
-                select(func.count(), func.count(t.c.host_id.distinct())).where(
-                    t.c.capability_id.in_(list(order)), t.c.available <= 0
-                )
-            ).one()
+            full = select(func.count(), func.count(t.c.host_id.distinct())).where(
+                t.c.capability_id.in_(list(order)), t.c.available <= 0
+            )
+            full_types, full_hosts = conn.execute(full).one()
+            if stale:
+                # a stale host's full types are counted as stale: taken off here, which is exact for the hosts too
+                # (a host is stale or fresh whole), and leaves the common case a read of one covering index
+                gone_types, gone_hosts = conn.execute(full.where(t.c.host_id.in_(stale_ids))).one()
+                full_types, full_hosts = full_types - gone_types, full_hosts - gone_hosts
             claimed = self._claimed(conn, when)
             if claimed:  # host types with room that claims have taken whole
+                with_room = (
+                    select(h.c.name, t.c.parent, t.c.type_id, t.c.available)
+                    .join(h, h.c.id == t.c.host_id)
+                    .where(t.c.capability_id.in_(list(order)), t.c.available > 0)
+                    .where(h.c.name.in_({host for host, _, _ in claimed}))
+                )
+                if since is not None:
+                    with_room = with_room.where(h.c.last_seen >= since)
                 full_claimed = [
                     (host, available)
-                    for host, parent, type_id, available in conn.execute(
-                        select(h.c.name, t.c.parent, t.c.type_id, t.c.available)
-                        .join(h, h.c.id == t.c.host_id)
-                        .where(t.c.capability_id.in_(list(order)), t.c.available > 0)
-                        .where(h.c.name.in_({host for host, _, _ in claimed}))
-                    )
+                    for host, parent, type_id, available in conn.execute(with_room)
                     if available - claimed.get((host, parent, type_id), 0) <= 0
                 ]
                 full_types += len(full_claimed)
@@ -520,6 +833,7 @@ class FleetStore:
         holder: str | None,
         when: float,
         exclude: Sequence[str],
+        since: float | None,
     ) -> Claim | None:
         """Reserve one instance of the best candidate that still has room; None when none has. A candidate another
         claimer holds locked is skipped; when only such candidates were left, the claim is tried again, so claiming
@@ -528,7 +842,7 @@ class FleetStore:
             raise InputError(f"claim of {seconds} seconds: a claim must last a positive time")
         deadline = time.monotonic() + CLAIM_WAIT
         while True:
-            claim, busy = self._claim_once(source, order, seconds, holder, when, exclude)
+            claim, busy = self._claim_once(source, order, seconds, holder, when, exclude, since)
             if claim is not None or not busy or time.monotonic() > deadline:
                 return claim
             time.sleep(0.005)
@@ -541,6 +855,7 @@ class FleetStore:
         holder: str | None,
         when: float,
         exclude: Sequence[str],
+        since: float | None,
     ) -> tuple[Claim | None, bool]:
         """One try: (the claim, or None; whether a candidate was skipped because another claimer held it)."""
         t, h, cl = schema.host_types, schema.hosts, schema.claims
@@ -548,7 +863,7 @@ class FleetStore:
         window = 16
         with self._write() as conn:
             while True:
-                candidates = self._candidates(conn, order, window, when, exclude)
+                candidates = self._candidates(conn, order, window, when, exclude, since)
                 for candidate in candidates:
                     key = (candidate.host, candidate.parent, candidate.type_id)
                     row = (
@@ -647,17 +962,21 @@ def _unique_types(types: Sequence[TypeRecord]) -> list[TypeRecord]:
     return list(seen.values())
 
 
-def _insert_ignoring_duplicate(conn: Connection, row: dict[str, Any]) -> int:
-    """Insert a capability unless a concurrent publisher just did; its id either way."""
-    table = schema.capabilities
+def _insert_or_ignore(conn: Connection, table: Table, unique: str) -> Insert:
+    """An INSERT that skips a row whose `unique` column is taken (a concurrent publisher inserted it first)."""
     if conn.dialect.name == "postgresql":
         from sqlalchemy.dialects.postgresql import insert as pg_insert
 
-        conn.execute(pg_insert(table).values(**row).on_conflict_do_nothing(index_elements=["digest"]))
-    else:
-        from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+        return pg_insert(table).on_conflict_do_nothing(index_elements=[unique])
+    from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
-        conn.execute(sqlite_insert(table).values(**row).on_conflict_do_nothing(index_elements=["digest"]))
+    return sqlite_insert(table).on_conflict_do_nothing(index_elements=[unique])
+
+
+def _insert_ignoring_duplicate(conn: Connection, row: dict[str, Any]) -> int:
+    """Insert a capability unless a concurrent publisher just did; its id either way."""
+    table = schema.capabilities
+    conn.execute(_insert_or_ignore(conn, table, "digest").values(**row))
     return int(conn.execute(select(table.c.id).where(table.c.digest == row["digest"])).scalar_one())
 
 
