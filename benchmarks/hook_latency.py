@@ -11,7 +11,8 @@ four arguments and the domain's XML on stdin, and times it from the spawn to its
 - `noop hook`: a drop-in that only reads its stdin (`cat >/dev/null`): what any hook costs libvirt (the floor).
 - `python -c pass`: the interpreter's own start, a share of any Python hook.
 - `devmig drop-in, an operation it ignores`: libvirt runs the hook for every operation of every domain (a VM's
-  start and stop too); the drop-in starts devmig only for those it acts on.
+  start and stop too); the drop-in starts devmig only for those it acts on, and `started`/`release` only while
+  the host holds a claim (devices devmig prepared for a domain): `started begin, no claim on the host`.
 - `devmig, 1 device`: `migrate begin` of a domain with the default lab's running vGPU (simgpu-2G): judge it on
   beta, create the mdev, write and read back its 3 parameters, journal, rewrite the XML; then `release end`
   (untimed) takes it away again, so every run prepares anew.
@@ -48,6 +49,7 @@ from devmig.libvirt.domain import parse_domain  # noqa: E402
 from devmig.libvirt.install import hook_command, install  # noqa: E402
 from devmig.libvirt.metadata import KEY, element_xml  # noqa: E402
 from devmig.machine import open_host  # noqa: E402
+from devmig.provision.journal import HostState  # noqa: E402
 
 BEGIN, END = "<!-- hook-latency:begin -->", "<!-- hook-latency:end -->"
 LIBVIRT_ENV = {"LC_ALL": "C", "PATH": "/sbin:/usr/sbin:/bin:/usr/bin", "HOME": "/"}
@@ -78,7 +80,9 @@ def main() -> int:
     work = Path(tempfile.mkdtemp(prefix="devmig-hook-bench-"))
     state = work / "state"
     os.environ["DEVMIG_STATE_DIR"] = str(state)  # for annotated(): alpha's descriptors
-    hook = install(hook_command(host="sim:beta", state_dir=str(state), config=None), hooks_dir=work / "hooks").path
+    claims = HostState.of(open_host("sim:beta").key, str(state)).base / "claims"
+    command = hook_command(host="sim:beta", state_dir=str(state), config=None)
+    hook = install(command, hooks_dir=work / "hooks", claims=claims).path
     noop = work / "noop"
     noop.write_text("#!/bin/sh\ncat >/dev/null\n")
     noop.chmod(0o755)
@@ -97,6 +101,9 @@ def main() -> int:
         "python -c pass (the interpreter's start)": lambda: timed([sys.executable, "-c", "pass"], "", 0)[0],
         "devmig drop-in, an operation it ignores (prepare begin)": lambda: timed(
             [str(hook), "vm1", "prepare", "begin", "-"], one, 0
+        )[0],
+        "devmig drop-in, started begin, no claim on the host": lambda: timed(
+            [str(hook), "vm1", "started", "begin", "-"], one, 0
         )[0],
         "devmig, 1 device (mdev prepared)": lambda: devmig(one),
         "devmig, 2 devices (mdev and VF prepared)": lambda: devmig(two),

@@ -222,9 +222,12 @@ def test_the_installed_drop_in_runs_as_libvirt_runs_it(tmp_path: Path) -> None:
             [str(script), "vm1", *args], input=xml, env=libvirt_env, capture_output=True, text=True, timeout=60
         )
 
+    # no claim on the host yet: started/release never start devmig (it would refuse this XML with exit 2)
+    assert call("started", "begin", "-", xml="not xml").returncode == 0
     begin = call("migrate", "begin", "-", xml=incoming(*HOSTDEVS))
     assert begin.returncode == 0, begin.stderr
     assert parse_domain(begin.stdout).hostdevs[0].address != GPU_UUID
+    assert call("started", "begin", "-", xml="not xml").returncode == 2  # a claim now: devmig runs, reads the XML
     assert call("release", "end", "-", xml=begin.stdout).returncode == 0
     # the operations devmig does nothing for never start it: the script reads the XML and exits
     ignored = call("prepare", "begin", "-", xml=begin.stdout)

@@ -452,11 +452,18 @@ def install_hook(
     from pathlib import Path
 
     from devmig.libvirt.install import RESTART, hook_command, install
+    from devmig.machine import open_host
+    from devmig.provision.journal import HostState
+    from devmig.state import state_dir as chosen_state_dir
 
     opts = resolve(json_output, pretty)
     if sysfs_root != "/":
         raise click.UsageError("install-hook: --sysfs-root is for tests; the hook acts on this machine or --host")
-    done = install(hook_command(host=host, state_dir=state_dir, config=config), hooks_dir=Path(hooks_dir), name=name)
+    # the state directory as resolved now, given to the hook explicitly: libvirt runs it with another environment
+    state = str(chosen_state_dir(state_dir).absolute())
+    claims = HostState.of(open_host(host, sysfs_root, state).key, state).base / "claims"
+    command = hook_command(host=host, state_dir=state, config=config)
+    done = install(command, hooks_dir=Path(hooks_dir), name=name, claims=claims)
     if opts.json:
         emit_json({"installed": str(done.path), "command": done.command, "restart": RESTART}, opts)
     else:

@@ -283,6 +283,11 @@ OPERATIONS: Final[dict[tuple[str, str], Callable[[Context, Call], HookResult]]] 
 }
 
 
+#: the operations that concern only a domain devmig prepared devices for (a claim): the drop-in skips them while the
+#: host holds no claim at all, so a VM's start and stop on a host where devmig prepared nothing never start devmig
+CLAIMED_ONLY: Final = frozenset({("started", "begin"), ("release", "end")})
+
+
 def run(argv: Sequence[str], stdin: str | bytes, ctx: Context) -> HookResult:
     """One hook call: `argv` as libvirt passes it (4 arguments), `stdin` the domain's XML. Never raises for bad
     input or a refusal: the result says it, with the exit code libvirt acts on."""

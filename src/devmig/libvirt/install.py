@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import shlex
 import sys
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
@@ -29,17 +30,24 @@ class Installed:
     command: list[str]
 
 
-def script(command: list[str]) -> str:
+def script(command: list[str], claims: Path | None = None) -> str:
     """The drop-in: libvirt runs it for every operation of every domain, so only the operations devmig acts on
-    (hook.OPERATIONS) start devmig; any other costs libvirt a read of the XML it writes, and exit 0."""
-    from devmig.libvirt.hook import OPERATIONS
+    (hook.OPERATIONS) start devmig, and those that concern only a domain devmig prepared devices for
+    (hook.CLAIMED_ONLY) only while `claims` (the host's claims directory) holds one; any other costs libvirt a read
+    of the XML it writes, and exit 0."""
+    from devmig.libvirt.hook import CLAIMED_ONLY, OPERATIONS
 
-    cases = "|".join(f'"{operation} {sub}"' for operation, sub in OPERATIONS)
-    return (
-        f"#!/bin/sh\n{MARKER}\n"
-        f'case "$2 $3" in\n    {cases}) exec {shlex.join(command)} -- "$@" ;;\nesac\n'
-        "cat >/dev/null\nexit 0\n"
-    )
+    run = f'exec {shlex.join(command)} -- "$@"'
+    always = [op for op in OPERATIONS if claims is None or op not in CLAIMED_ONLY]
+    lines = ["#!/bin/sh", MARKER, 'case "$2 $3" in', f"    {_cases(always)}) {run} ;;"]
+    if claims is not None:
+        glob = f"{shlex.quote(str(claims))}/*.json"
+        lines.append(f'    {_cases(CLAIMED_ONLY)}) for c in {glob}; do [ -e "$c" ] && {run}; done ;;')
+    return "\n".join([*lines, "esac", "cat >/dev/null", "exit 0", ""])
+
+
+def _cases(operations: Iterable[tuple[str, str]]) -> str:
+    return "|".join(f'"{operation} {sub}"' for operation, sub in sorted(operations))
 
 
 def hook_command(*, host: str | None, state_dir: str | None, config: str | None) -> list[str]:
@@ -57,7 +65,9 @@ def _path(hooks_dir: Path, name: str) -> Path:
     return hooks_dir / "qemu.d" / name
 
 
-def install(command: list[str], *, hooks_dir: Path = HOOKS_DIR, name: str = NAME) -> Installed:
+def install(
+    command: list[str], *, hooks_dir: Path = HOOKS_DIR, name: str = NAME, claims: Path | None = None
+) -> Installed:
     """Write the drop-in (atomically, mode 0755); replacing devmig's own is fine, another file is refused."""
     path = _path(hooks_dir, name)
     if path.exists() and MARKER not in path.read_text(errors="replace"):
@@ -65,7 +75,7 @@ def install(command: list[str], *, hooks_dir: Path = HOOKS_DIR, name: str = NAME
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(f".{name}.tmp")
-        tmp.write_text(script(command))
+        tmp.write_text(script(command, claims))
         tmp.chmod(0o755)
         tmp.replace(path)
     except OSError as exc:
