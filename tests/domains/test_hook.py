@@ -19,7 +19,7 @@ from devmig.errors import ExitCode
 from devmig.host.access import Host
 from devmig.libvirt.annotate import describe_hostdevs
 from devmig.libvirt.domain import parse_domain
-from devmig.libvirt.hook import Context, HookResult, Settings, run
+from devmig.libvirt.hook import Context, HookResult, Settings, rewrite_all, run
 from devmig.libvirt.install import MARKER, install, uninstall
 from devmig.libvirt.metadata import KEY, element_xml, from_domain
 from devmig.machine import open_host
@@ -252,3 +252,16 @@ def test_install_refuses_to_replace_or_remove_a_file_that_is_not_devmigs(tmp_pat
         install(["true"], hooks_dir=tmp_path, name="../x")
     with contextlib.suppress(FileNotFoundError):
         assert install(["true"], hooks_dir=tmp_path, name="devmig2").path.read_text().startswith("#!/bin/sh\n")
+
+
+def test_sources_that_swap_places_are_rewritten_all_at_once() -> None:
+    """Two VFs whose addresses trade places between the hosts: a one-by-one rewrite would find the new address
+    taken by the other hostdev."""
+    a, b, c = "0000:3b:00.2", "0000:3b:00.3", "0000:3b:00.4"
+    xml = parse_domain(domain_xml(pci_hostdev(a), pci_hostdev(b), mdev_hostdev(GPU_UUID)))
+    new_mdev = "11111111-2222-4333-8444-555555555555"
+    rewrite_all(xml, {a: b, b: c, GPU_UUID: new_mdev})
+    assert [h.address for h in parse_domain(xml.text()).hostdevs] == [b, c, new_mdev]
+    xml = parse_domain(domain_xml(pci_hostdev(a), pci_hostdev(b)))
+    rewrite_all(xml, {a: b, b: a})
+    assert [h.address for h in parse_domain(xml.text()).hostdevs] == [b, a]

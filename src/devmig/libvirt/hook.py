@@ -26,6 +26,7 @@ arguments: cancelled too).
 from __future__ import annotations
 
 import tomllib
+import uuid as uuidlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -220,8 +221,7 @@ def migrate_begin(ctx: Context, call: Call) -> HookResult:
             if any(d.problems for d in devices):
                 release_claim(ctx.host, state, claim, state_dir=ctx.state_dir)
                 return _refusal(xml, ctx.host, devices, prepared=True)
-            for device, prepared in made:
-                xml.rewrite_source(device.hostdev.address, prepared.device)
+            rewrite_all(xml, {device.hostdev.address: prepared.device for device, prepared in made})
             described = describe_hostdevs(xml, ctx.host)
             set_in_domain(xml, [a.descriptor for a in described if a.descriptor is not None])
             text = xml.text()
@@ -231,6 +231,30 @@ def migrate_begin(ctx: Context, call: Call) -> HookResult:
         claim.complete = True
         save(state, claim)
     return HookResult(ExitCode.OK, text)
+
+
+def rewrite_all(xml: DomainXml, moves: dict[str, str]) -> None:
+    """Each hostdev's source from its old address to its new one, all at once: a new address may be another
+    hostdev's old one (two VFs whose places swap between hosts), so each goes first to an address no hostdev has."""
+    used = {h.address for h in xml.hostdevs} | set(moves.values())
+    parked: dict[str, str] = {}
+    for number, (old, new) in enumerate(moves.items()):
+        kind = xml.hostdev(old).kind
+        spare = _spare(kind, number, used)
+        used.add(spare)
+        xml.rewrite_source(old, spare)
+        parked[spare] = new
+    for spare, new in parked.items():
+        xml.rewrite_source(spare, new)
+
+
+def _spare(kind: str, number: int, used: set[str]) -> str:
+    """An address of `kind` that no hostdev has and no move goes to (a UUID, or a PCI address no host uses)."""
+    while True:
+        spare = str(uuidlib.uuid4()) if kind == "mdev" else f"{0xFFFF - number:04x}:ff:1f.7"
+        if spare not in used:
+            return spare
+        number += 1
 
 
 def _release_stale(ctx: Context, state: HostState, owner: str) -> None:
