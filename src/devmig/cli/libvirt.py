@@ -33,16 +33,39 @@ def command() -> None:
     """Carry devmig's device descriptors with libvirt domains; check and run their migration; the qemu hook."""
 
 
+def connect_option(func: F) -> F:
+    return click.option(
+        "-c",
+        "--connect",
+        "uri",
+        metavar="URI",
+        default=None,
+        help="The libvirt URI where DOMAIN runs (as virsh -c) [default: libvirt's own: $LIBVIRT_DEFAULT_URI, else its "
+        "choice].",
+    )(func)
+
+
+def hook_file_options(func: F) -> F:
+    """--hooks-dir and --name: where the drop-in lives (install-hook, uninstall-hook)."""
+    func = click.option("--name", default="devmig", show_default=True, help="The drop-in's file name in qemu.d/.")(func)
+    return click.option(
+        "--hooks-dir", metavar="DIR", default="/etc/libvirt/hooks", show_default=True, help="libvirt's hook directory."
+    )(func)
+
+
+def hook_config_option(func: F) -> F:
+    return click.option(
+        "--config",
+        "config",
+        metavar="FILE",
+        default=None,
+        help="The hook's settings [default: /etc/devmig/libvirt.toml].",
+    )(func)
+
+
 @command.command(name="annotate")
 @click.argument("domain_name", metavar="DOMAIN")
-@click.option(
-    "-c",
-    "--connect",
-    "uri",
-    metavar="URI",
-    default=None,
-    help="The libvirt URI (as virsh -c) [default: libvirt's own: $LIBVIRT_DEFAULT_URI, else its choice].",
-)
+@connect_option
 @sysfs_root_option
 @profiles_dir_option
 @state_dir_option
@@ -94,17 +117,6 @@ def annotate(
 
 
 # -- preflight and migrate --------------------------------------------------------------------------------------------
-
-
-def connect_option(func: F) -> F:
-    return click.option(
-        "-c",
-        "--connect",
-        "uri",
-        metavar="URI",
-        default=None,
-        help="The source's libvirt URI (as virsh -c) [default: libvirt's own: $LIBVIRT_DEFAULT_URI, else its choice].",
-    )(func)
 
 
 def destination_options(func: F) -> F:
@@ -384,9 +396,7 @@ def migrate(
 
 @command.command(name="hook", context_settings={"ignore_unknown_options": True})
 @click.argument("arguments", nargs=-1, metavar="DOMAIN OPERATION SUB-OPERATION EXTRA")
-@click.option(
-    "--config", "config", metavar="FILE", default=None, help="The hook's settings [default: /etc/devmig/libvirt.toml]."
-)
+@hook_config_option
 @sysfs_root_option
 @state_dir_option
 def hook(
@@ -422,17 +432,8 @@ def hook(
 
 
 @command.command(name="install-hook")
-@click.option(
-    "--hooks-dir", metavar="DIR", default="/etc/libvirt/hooks", show_default=True, help="libvirt's hook directory."
-)
-@click.option("--name", default="devmig", show_default=True, help="The drop-in's file name in qemu.d/.")
-@click.option(
-    "--config",
-    "config",
-    metavar="FILE",
-    default=None,
-    help="Settings the hook reads [default: /etc/devmig/libvirt.toml].",
-)
+@hook_file_options
+@hook_config_option
 @sysfs_root_option
 @state_dir_option
 @output_options
@@ -472,10 +473,7 @@ def install_hook(
 
 
 @command.command(name="uninstall-hook")
-@click.option(
-    "--hooks-dir", metavar="DIR", default="/etc/libvirt/hooks", show_default=True, help="libvirt's hook directory."
-)
-@click.option("--name", default="devmig", show_default=True, help="The drop-in's file name in qemu.d/.")
+@hook_file_options
 @output_options
 def uninstall_hook(hooks_dir: str, name: str, json_output: bool, pretty: bool) -> int:
     """Remove devmig's hook from HOOKS-DIR/qemu.d/ (only a file devmig wrote). Exit 0 removed or absent, 2 refused."""

@@ -147,10 +147,11 @@ class _Device:
 
 def _judge(ctx: Context, devices: list[_Device], profiles: list[Profile]) -> None:
     """Every device's reasons, before anything is changed: no descriptor, or no device here that takes it."""
+    claimed = ctx.state.claimed()  # every prepare record read once, not once a device
     for device in devices:
         if device.descriptor is None:
             continue
-        ranking = rank_candidates(device.descriptor, ctx.host, profiles, ctx.state.claimed())
+        ranking = rank_candidates(device.descriptor, ctx.host, profiles, claimed)
         if ranking.best is None:
             reasons = ranking.reasons() or [f"{ctx.host.name} has no device of this kind"]
             free = any(c.verdict is not None and c.verdict.compatible for c in ranking.rejected)

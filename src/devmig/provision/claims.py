@@ -64,10 +64,14 @@ def claim_path(state: HostState, owner: str) -> Path:
     return _dir(state) / f"{safe_name(owner)}.json"
 
 
+def _lock_fd(state: HostState, owner: str) -> int:
+    return os.open(_dir(state) / f"{safe_name(owner)}.lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+
+
 @contextlib.contextmanager
 def holding(state: HostState, owner: str) -> Iterator[None]:
     """The owner's claim lock, held while a process works on its claim: `recover` leaves a held claim alone."""
-    fd = os.open(_dir(state) / f"{safe_name(owner)}.lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    fd = _lock_fd(state, owner)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX)
         yield
@@ -149,7 +153,7 @@ def recover_claims(host: Host, state: HostState, *, state_dir: str | None = None
             continue
         if claim.complete:
             continue
-        fd = os.open(_dir(state) / f"{safe_name(claim.owner)}.lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        fd = _lock_fd(state, claim.owner)
         try:
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
