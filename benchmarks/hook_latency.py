@@ -42,12 +42,9 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "src"))
 sys.path.insert(0, str(REPO))
 
-from tests.domains.builders import GPU_UUID, VF, domain_xml, mdev_hostdev, pci_hostdev  # noqa: E402
+from tests.domains.builders import GPU_UUID, VF, annotated_xml, mdev_hostdev, pci_hostdev  # noqa: E402
 
-from devmig.libvirt.annotate import describe_hostdevs  # noqa: E402
-from devmig.libvirt.domain import parse_domain  # noqa: E402
 from devmig.libvirt.install import hook_command, install  # noqa: E402
-from devmig.libvirt.metadata import KEY, element_xml  # noqa: E402
 from devmig.machine import open_host  # noqa: E402
 from devmig.provision.journal import HostState  # noqa: E402
 
@@ -56,11 +53,7 @@ LIBVIRT_ENV = {"LC_ALL": "C", "PATH": "/sbin:/usr/sbin:/bin:/usr/bin", "HOME": "
 
 
 def annotated(*hostdevs: str, version: str | None = None) -> str:
-    described = describe_hostdevs(parse_domain(domain_xml(*hostdevs)), open_host("sim:alpha"))
-    descriptors = [a.descriptor for a in described if a.descriptor is not None]
-    if version is not None:
-        descriptors = [d.model_copy(update={"software_version": version}) for d in descriptors]
-    return domain_xml(*hostdevs, metadata=element_xml(descriptors, prefix=KEY))
+    return annotated_xml(open_host("sim:alpha"), *hostdevs, version=version)
 
 
 def timed(argv: list[str], xml: str, expect: int) -> tuple[float, str]:

@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+from devmig.host.access import Host
+from devmig.libvirt.annotate import describe_hostdevs
+from devmig.libvirt.domain import parse_domain
+from devmig.libvirt.metadata import KEY, element_xml
+
 #: alpha's running vGPU (simgpu-2G) and its NIC VF on the variant driver (devmig's default lab)
 GPU_UUID = "6f1c0a2e-3b4d-4c5e-8f90-a1b2c3d4e5f6"
 VF = "0000:3b:00.2"
@@ -54,3 +59,17 @@ def domain_xml(*hostdevs: str, name: str = "vm1", metadata: str = "", domain_typ
   </qemu:override>
 </domain>
 """
+
+
+def annotated_xml(host: Host, *hostdevs: str, version: str | None = None, domain_type: str = "test") -> str:
+    """The domain as it leaves `host` for a migration: each hostdev described there (as `devmig libvirt annotate`
+    does) and the descriptors in devmig's metadata; `version` replaces their software_version (a source a major
+    version ahead, say). A hostdev that cannot be described fails the caller with its reason."""
+    descriptors = []
+    for annotation in describe_hostdevs(parse_domain(domain_xml(*hostdevs, domain_type=domain_type)), host):
+        assert annotation.descriptor is not None, f"{annotation.hostdev.label}: {annotation.reason}"
+        descriptor = annotation.descriptor
+        if version is not None:
+            descriptor = descriptor.model_copy(update={"software_version": version})
+        descriptors.append(descriptor)
+    return domain_xml(*hostdevs, domain_type=domain_type, metadata=element_xml(descriptors, prefix=KEY))

@@ -17,18 +17,17 @@ import pytest
 
 from devmig.errors import ExitCode
 from devmig.host.access import Host
-from devmig.libvirt.annotate import describe_hostdevs
 from devmig.libvirt.domain import parse_domain
 from devmig.libvirt.hook import Context, HookResult, Settings, rewrite_all, run
 from devmig.libvirt.install import MARKER, install, uninstall
-from devmig.libvirt.metadata import KEY, element_xml, from_domain
+from devmig.libvirt.metadata import from_domain
 from devmig.machine import open_host
 from devmig.machine.lab import LabHost
 from devmig.provision import HostState, recover
 from devmig.provision.claims import Claim, load, save
 from devmig.sim.lab import load_lab
 from devmig.testing.faults import FaultySysfs, SysfsSwapped, eio, host_state
-from tests.domains.builders import GPU_UUID, VF, domain_xml, mdev_hostdev, pci_hostdev
+from tests.domains.builders import GPU_UUID, VF, annotated_xml, domain_xml, mdev_hostdev, pci_hostdev
 from tests.paths import ROOT
 from tests.provision.conftest import lab_host
 
@@ -38,13 +37,7 @@ HOSTDEVS = (mdev_hostdev(GPU_UUID), pci_hostdev(VF, "simnic_vfio_pci"))
 
 def incoming(*hostdevs: str, annotated: bool = True) -> str:
     """The XML a destination's hook gets: the domain as it ran on alpha, with alpha's descriptors in its metadata."""
-    xml = domain_xml(*hostdevs)
-    if not annotated:
-        return xml
-    described = describe_hostdevs(parse_domain(xml), open_host("sim:alpha"))
-    return domain_xml(
-        *hostdevs, metadata=element_xml([a.descriptor for a in described if a.descriptor is not None], prefix=KEY)
-    )
+    return annotated_xml(open_host("sim:alpha"), *hostdevs) if annotated else domain_xml(*hostdevs)
 
 
 def fresh_beta() -> LabHost:

@@ -12,13 +12,10 @@ from pathlib import Path
 import pytest
 
 from devmig.host.sysfs import SysfsRoot
-from devmig.libvirt.annotate import describe_hostdevs
 from devmig.libvirt.domain import parse_domain
 from devmig.libvirt.install import hook_command, install
-from devmig.libvirt.metadata import KEY, element_xml
 from devmig.machine import KernelHost
-from devmig.model.descriptor import DeviceDescriptor
-from tests.domains.builders import domain_xml, mdev_hostdev
+from tests.domains.builders import annotated_xml, mdev_hostdev
 from tests.kernel.guest.conftest import devmig, mdevctl
 
 pytestmark = pytest.mark.kernel
@@ -40,13 +37,7 @@ def source_domain(cleanup: list[str], version: str | None = None) -> tuple[str, 
     assert made.code == 0, made.err
     uuid = made.out.strip()
     cleanup.append(uuid)
-    xml = domain_xml(mdev_hostdev(uuid), domain_type="kvm")
-    (described,) = describe_hostdevs(parse_domain(xml), KernelHost(SysfsRoot("/")))
-    assert described.descriptor is not None, described.reason
-    descriptor: DeviceDescriptor = described.descriptor
-    if version is not None:
-        descriptor = descriptor.model_copy(update={"software_version": version})
-    return uuid, domain_xml(mdev_hostdev(uuid), domain_type="kvm", metadata=element_xml([descriptor], prefix=KEY))
+    return uuid, annotated_xml(KernelHost(SysfsRoot("/")), mdev_hostdev(uuid), version=version, domain_type="kvm")
 
 
 def drop_in(tmp_path: Path) -> Path:
