@@ -25,12 +25,8 @@ from devmig.fleet.export import (
     Fact,
     Requirement,
     check_prefix,
-    host_labels,
     int_token,
     int_tokens,
-    k8s_labels,
-    k8s_selector,
-    kubectl_lines,
     label_key,
     placement,
     placement_query,
@@ -40,6 +36,7 @@ from devmig.fleet.export import (
     trait,
     type_facts,
 )
+from devmig.fleet.k8s import host_labels, k8s_labels, kubectl_lines, node_affinity, type_labels
 from devmig.fleet.records import HostRecord, TypeRecord
 from devmig.host import vdpa
 from devmig.host.profile import load_profiles
@@ -47,6 +44,7 @@ from devmig.machine import open_host
 from devmig.model import DeviceDescriptor, IntRange, ParamSpec, ParamValue, SoftwareVersion, TypeCapability
 from devmig.model.verdict import Verdict
 from devmig.sim.vdpa import SimVdpa, pci_net, vdpasim_blk, vdpasim_net
+from tests.node_affinity import all_valid, node_matches
 from tests.strategies import capability_docs, source_from_init_values
 
 LAB_HOSTS = ("alpha", "beta", "gamma", "delta", "epsilon", "zeta", "eta")
@@ -125,7 +123,9 @@ def test_labels_follow_kubernetes_rules() -> None:
             prefix, _, name = key.partition("/")
             assert K8S_PREFIX.fullmatch(prefix) and len(prefix) <= 253, key
             assert K8S_NAME.fullmatch(name) and len(name) <= 63, key
-            assert K8S_VALUE.fullmatch(value) and len(value) <= 63 and value == LABEL_VALUE
+            assert K8S_VALUE.fullmatch(value) and len(value) <= 63, (key, value)
+            # a flag says "true"; a number is what Gt/Lt parse (a non-negative int64); a boolean parameter says which
+            assert value in (LABEL_VALUE, "false", "any") or (value.isdigit() and int(value) < 2**63), (key, value)
 
 
 def test_a_prefix_must_be_a_dns_subdomain() -> None:
@@ -140,7 +140,8 @@ def test_a_prefix_must_be_a_dns_subdomain() -> None:
 
 
 def test_both_exports_render_the_same_facts() -> None:
-    """Each type's provider has one trait per fact and its node one label per fact: one table, two encoders."""
+    """Each type's provider has one trait per fact and its node one label per fact, except the facts a number or a
+    boolean's one label replaces (versions, integer and boolean parameters): one table, two encoders."""
     for host in [*lab_records(), vdpa_host()]:
         doc = placement([host])
         labels = k8s_labels([host])[host.name]
@@ -149,8 +150,11 @@ def test_both_exports_render_the_same_facts() -> None:
             name = f"{host.name}/{record.parent}/{record.type_id}"
             (provider,) = [p for p in doc["resource_providers"] if p["name"] == name]
             assert sorted(trait(f) for f in facts) == provider["traits"]
-            keys = {label_key(record.type_id, f) for f in facts}
-            assert len(keys) == len(facts) and keys <= set(labels)
+            flags = {f for f in facts if f.kind != "accepts" and not (f.kind == "param" and f.parts[1] != "str")}
+            keys = {label_key(record.type_id, f) for f in flags}
+            assert len(keys) == len(flags) and keys <= set(labels)
+            major = record.capability.software_version.major
+            assert label_key(record.type_id, Fact("minor", (str(major),))) in labels
 
 
 # Adversarial strings: case, the separators each encoder uses, characters neither can hold, and lengths past the
@@ -295,17 +299,21 @@ def _meets(provider_traits: Iterable[str], needs: Requirement) -> bool:
 
 def _agree(source: DeviceDescriptor, dest: TypeCapability) -> tuple[bool, bool]:
     """(the prefilter takes it, check finds no error it encodes); asserting no false negative and no false positive
-    beyond the documented coarse integers. The facts, the traits and the labels give the same answer."""
+    beyond the documented coarse integers, for the facts, the traits and the Kubernetes labels under the printed
+    node affinity (evaluated as the scheduler does). The facts and the traits give the same answer; the labels never
+    take more than the facts (their integer bounds are exact where buckets are not)."""
     needs = requirement(source)
     facts = type_facts(dest)
     takes = satisfies(facts, needs)
     assert _meets([trait(f) for f in facts], needs) == takes
-    labels = {label_key(dest.type, f) for f in facts}
-    assert all(any(label_key(dest.type, f) in labels for f in group) for group in needs) == takes
+    affinity = node_affinity(source, [dest.type])
+    assert all_valid(affinity), affinity
+    admits = node_matches(affinity, type_labels(dest.type, [dest]))
+    assert takes or not admits, (source, dest.type)
     errors = _encoded_errors(check(source, dest))
     if not errors:
-        assert takes, (source, dest.type)  # never leaves out a host devmig would accept
-    elif takes:
+        assert takes and admits, (source, dest.type)  # never leaves out a host devmig would accept
+    elif takes or admits:
         assert all(_coarse(f) for f in errors), (source, dest.type, errors)
     return takes, not errors
 
@@ -417,11 +425,11 @@ def test_queries_for_a_source() -> None:
     assert "CUSTOM_DEVMIG_ACCEPTS_1__2" in found["required"] and "CUSTOM_DEVMIG_API_VFIO_PCI" in found["required"]
     assert found["required_any"] == [["CUSTOM_DEVMIG_ANY_PV_MODE__STR", "CUSTOM_DEVMIG_PARAM_PV_MODE__STR__PPGTT"]]
     assert found["query"].count("required=") == 2 and "&required=in:CUSTOM_DEVMIG_ANY_PV_MODE__STR," in found["query"]
-    terms = k8s_selector(vgpu)["affinity"]["nodeAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"]
+    terms = node_affinity(vgpu)["nodeAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"]
     assert len(terms["nodeSelectorTerms"]) == 2  # pv_mode=ppgtt, or any pv_mode
     nic = next(d.descriptor for d in records["alpha"].devices if d.kind == "pci")
     assert nic is not None and placement_query(nic)["microversion"] == "1.18"
-    selector = k8s_selector(nic)["nodeSelector"]
-    assert set(selector.values()) == {LABEL_VALUE} and len(selector) == len(requirement(nic))
-    beta = host_labels(records["beta"])
-    assert set(selector) <= set(beta)  # beta's NIC function takes alpha's
+    affinity = node_affinity(nic)
+    assert len(affinity["nodeAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"]["nodeSelectorTerms"]) == 1
+    assert node_matches(affinity, host_labels(records["beta"]))  # beta's NIC function takes alpha's
+    assert not node_matches(affinity, host_labels(records["eta"]))

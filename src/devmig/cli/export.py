@@ -1,4 +1,4 @@
-"""`devmig export placement|k8s-labels|query`: the fleet's facts in the terms of existing schedulers.
+"""`devmig export placement|k8s-labels|query|k8s-affinity`: the fleet's facts in the terms of existing schedulers.
 
 The hosts come from the fleet store (--store, default $DEVMIG_STORE or the store's own default), or with --host from
 one host read directly, as `devmig inventory publish` reads it, for when there is no store. The encoding is in
@@ -8,6 +8,7 @@ devmig.fleet.export and docs/fleet.md.
 from __future__ import annotations
 
 import time
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import click
@@ -15,6 +16,10 @@ import click
 from devmig.cli.options import F, emit_json, output_options, profiles_dir_option, resolve
 from devmig.cli.render import table
 from devmig.errors import ExitCode, InputError
+
+#: the feature file's expiry when --expiry is not given (devmig.fleet.nfd.DEFAULT_EXPIRY, the fleet's TTL; kept
+#: here so --help imports no fleet module)
+DEFAULT_EXPIRY = 600.0
 
 if TYPE_CHECKING:
     from devmig.fleet.records import HostRecord
@@ -151,10 +156,37 @@ def placement(
 @click.option(
     "--format",
     "fmt",
-    type=click.Choice(["kubectl", "json"]),
+    type=click.Choice(["kubectl", "json", "nfd"]),
     default="kubectl",
     show_default=True,
-    help="kubectl: one `kubectl label node` command per node; json: {node: {label: value}} (as -j).",
+    help="kubectl: one `kubectl label node` command per node; json: {node: {label: value}} (as -j); nfd: Node "
+    "Feature Discovery's feature file of the one host (to standard output, --nfd-dir or -o).",
+)
+@click.option(
+    "--nfd-dir",
+    "nfd_dir",
+    metavar="DIR",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="With --format nfd: keep DIR/devmig current (nfd-worker's features.d, usually "
+    "/etc/kubernetes/node-feature-discovery/features.d): written atomically, only when the labels changed or half "
+    "the expiry is gone.",
+)
+@click.option(
+    "-o",
+    "--output",
+    "output",
+    metavar="FILE",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="With --format nfd: write this file instead (atomically, as --nfd-dir does).",
+)
+@click.option(
+    "--expiry",
+    "expiry",
+    metavar="SECONDS",
+    type=click.FloatRange(min=0),
+    default=DEFAULT_EXPIRY,
+    show_default=True,
+    help="With --format nfd: the labels expire this long after writing (# +expiry-time=); 0: never.",
 )
 @output_options
 def k8s_labels(
@@ -164,14 +196,25 @@ def k8s_labels(
     profiles_dir: str | None,
     prefix: str,
     fmt: str,
+    nfd_dir: Path | None,
+    output: Path | None,
+    expiry: float,
     json_output: bool,
     pretty: bool,
 ) -> int:
-    """Kubernetes node labels with the same facts, one per fact of each type: PREFIX/<type>.<fact>=true."""
-    from devmig.fleet.export import check_prefix, freshness, k8s_labels, kubectl_lines
+    """Kubernetes node labels with the same facts, under each type: PREFIX/<type>.<fact>=true, and numbers where node
+    affinity's Gt/Lt compare them (<type>.minor.<major>, <type>.int.<param>.min|max)."""
+    from devmig.fleet.export import check_prefix, freshness
+    from devmig.fleet.k8s import k8s_labels, kubectl_lines
 
-    opts = resolve(json_output or fmt == "json", pretty)
+    if fmt != "nfd" and (nfd_dir is not None or output is not None):
+        raise click.UsageError("--nfd-dir and -o write the feature file of --format nfd")
+    if nfd_dir is not None and output is not None:
+        raise click.UsageError("--nfd-dir and -o exclude each other: a feature directory, or one file")
     hosts = hosts_of(store_url, host, name, profiles_dir)
+    if fmt == "nfd":
+        return _nfd(hosts, prefix, nfd_dir, output, expiry or None)
+    opts = resolve(json_output or fmt == "json", pretty)
     labels = k8s_labels(hosts, check_prefix(prefix))
     if opts.json:
         # {node: {label: value}} as kubectl and client libraries apply it: no freshness, which is no label
@@ -187,6 +230,30 @@ def k8s_labels(
     return ExitCode.OK
 
 
+def _nfd(hosts: list[HostRecord], prefix: str, nfd_dir: Path | None, output: Path | None, expiry: float | None) -> int:
+    """One node's feature file: printed, or kept current in a features.d directory or a file."""
+    from datetime import UTC, datetime, timedelta
+
+    from devmig.fleet.nfd import FEATURE_FILE, feature_text, write_file
+
+    if len(hosts) != 1:
+        raise InputError(
+            f"--format nfd writes one node's feature file, and {len(hosts)} hosts were given: "
+            "read the node's own host with --host (e.g. --host local)"
+        )
+    (record,) = hosts
+    if nfd_dir is None and output is None:
+        now = datetime.now(UTC)
+        until = None if expiry is None else now + timedelta(seconds=expiry)
+        click.echo(feature_text(record, prefix=prefix, expiry=until, now=now), nl=False)
+        return ExitCode.OK
+    path = output if output is not None else nfd_dir / FEATURE_FILE if nfd_dir is not None else None
+    assert path is not None
+    written = write_file(path, record, prefix=prefix, expiry_seconds=expiry)
+    click.echo(f"{path}: {'written' if written else 'unchanged, kept'} (host {record.name})")
+    return ExitCode.OK
+
+
 def _freshness(host: dict[str, Any]) -> tuple[str, str]:
     """(generation, last seen) as the text exports print them; '-' for a host read directly, not stored."""
     if host["generation"] is None:
@@ -194,36 +261,74 @@ def _freshness(host: dict[str, Any]) -> tuple[str, str]:
     return str(host["generation"]), "never" if host["age"] is None else f"{host['age']} s ago"
 
 
-@command.command(name="query")
-@click.argument("source", metavar="SOURCE")
-@click.option(
+type_option = click.option(
     "-t",
     "--type",
-    "type_id",
+    "type_ids",
     metavar="TYPE",
-    help="Kubernetes: the destination type whose labels to select [default: the source's own type].",
+    multiple=True,
+    help="Kubernetes: a destination type whose labels to select; repeat for several (ORed) [default: the source's "
+    "own type].",
 )
+
+
+@command.command(name="query")
+@click.argument("source", metavar="SOURCE")
+@type_option
 @prefix_option
 @output_options
-def query(source: str, type_id: str | None, prefix: str, json_output: bool, pretty: bool) -> int:
+def query(source: str, type_ids: tuple[str, ...], prefix: str, json_output: bool, pretty: bool) -> int:
     """What a scheduler asks to find the hosts that can take the device SOURCE (a descriptor; - for standard
-    input): Placement's `required` query parameters, and a Kubernetes nodeSelector or node affinity."""
+    input): Placement's `required` query parameters, and a Kubernetes node affinity."""
     import yaml
 
     from devmig.cli.files import load
-    from devmig.fleet.export import check_prefix, k8s_selector, placement_query
+    from devmig.fleet.export import placement_query
+    from devmig.fleet.k8s import node_affinity
     from devmig.model import DeviceDescriptor
 
     opts = resolve(json_output, pretty)
     descriptor = load(DeviceDescriptor, source)
     found = placement_query(descriptor)
-    selector = k8s_selector(descriptor, type_id, check_prefix(prefix))
+    selector = {"affinity": node_affinity(descriptor, type_ids, prefix)}
     if opts.json:
         emit_json({"placement": found, "kubernetes": selector}, opts)
         return ExitCode.OK
     click.echo(f"Placement (microversion {found['microversion']}):")
     click.echo(f"  GET /resource_providers?{found['query']}")
     click.echo(f"  resource class of the source's type: {found['resource_class']}")
-    click.echo(f"Kubernetes (labels of type {type_id or descriptor.type}):")
+    click.echo(f"Kubernetes (labels of type {', '.join(type_ids) or descriptor.type}):")
     click.echo(yaml.safe_dump(selector, sort_keys=False).rstrip())
+    return ExitCode.OK
+
+
+@command.command(name="k8s-affinity")
+@click.argument("source", metavar="SOURCE")
+@type_option
+@prefix_option
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["yaml", "json"]),
+    default="yaml",
+    show_default=True,
+    help="yaml: for a manifest (as -j prints json).",
+)
+@output_options
+def k8s_affinity(source: str, type_ids: tuple[str, ...], prefix: str, fmt: str, json_output: bool, pretty: bool) -> int:
+    """The node affinity a VM (a pod, a KubeVirt VirtualMachine's template) needs to land only on nodes whose
+    labels say they can take the device SOURCE (a descriptor; - for standard input): nodeAffinity's
+    requiredDuringSchedulingIgnoredDuringExecution, one nodeSelectorTerm per type and choice, for spec.affinity."""
+    from devmig.cli.files import load
+    from devmig.fleet.k8s import node_affinity
+    from devmig.model import DeviceDescriptor
+
+    opts = resolve(json_output or fmt == "json", pretty)
+    affinity = node_affinity(load(DeviceDescriptor, source), type_ids, prefix)
+    if opts.json:
+        emit_json(affinity, opts)
+        return ExitCode.OK
+    import yaml
+
+    click.echo(yaml.safe_dump(affinity, sort_keys=False).rstrip())
     return ExitCode.OK

@@ -3,7 +3,8 @@ Kubernetes node labels, so a scheduler can prefilter hosts without calling devmi
 schedulers").
 
 One table of facts per destination type (`type_facts`) and one requirement per source device (`requirement`); two
-encoders render them (`trait` for Placement, `label_key` for Kubernetes). A type meets a source's requirement when
+encoders render them (`trait` for Placement, `label_key` for Kubernetes, where devmig.fleet.k8s turns the version and
+integer ladders into numbers node affinity compares). A type meets a source's requirement when
 every group of the requirement has a fact of the type (`satisfies`): exactly when `devmig check` finds no error of
 the rules in ENCODED_RULES, with three documented exceptions that can only admit too much, never too little:
 integers outside 0..63 are compared by bucket, the parameters of a type with several models are pooled, and
@@ -21,13 +22,11 @@ import base64
 import hashlib
 import json
 import re
-import shlex
 import uuid
 from bisect import bisect_right
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from functools import lru_cache
-from itertools import product
 from typing import Any
 
 from devmig.errors import InputError
@@ -55,6 +54,11 @@ KINDS: dict[str, tuple[str, str]] = {
     "param": ("name, type, value bucket", "the parameter with a value of this type in this bucket"),
     "any": ("name, type", "the parameter with any value of this type (a string parameter without allowed_values)"),
     "type": ("type", "resource class: one instance of this type"),
+    # Kubernetes only (devmig.fleet.k8s): numbers node affinity's Gt and Lt compare, where Placement needs ladders
+    "minor": ("major", "(a number) devices of this major version and a minor up to the label's value"),
+    "int": ("name, bound", "(a number) a bound of the parameter's allowed integers: min, max, nmin, nmax"),
+    "gap": ("name, value bucket", "no allowed integer of the parameter in this bucket, inside its bounds"),
+    "bool": ("name", "(a value) the parameter's allowed booleans: true, false or any"),
 }
 #: marks a name that carries a hash: appended to the kind's code
 HASHED = "h"
@@ -106,6 +110,18 @@ def _bucket(value: int) -> int:
 def int_token(value: int) -> str:
     """The bucket of an integer: itself for 0..63, else `LO_HI` (`n` for negatives: n4_7 holds -7..-4)."""
     return _TOKENS[_bucket(value)]
+
+
+def buckets_within(lo: int, hi: int) -> list[str]:
+    """Every bucket whose members all lie in lo..hi, ascending (the two unbounded ones never do)."""
+    if lo > hi:
+        return []
+    first, last = _bucket(lo), _bucket(hi)
+    if _LOWS[first] < lo:  # the bucket holding lo starts below it
+        first += 1
+    if last + 1 == len(_LOWS) or _LOWS[last + 1] - 1 > hi:  # the one holding hi ends above it, or never
+        last -= 1
+    return _TOKENS[first : last + 1]
 
 
 def int_tokens(ranges: Iterable[IntRange] | None) -> list[str]:
@@ -257,7 +273,8 @@ def _k8s_readable(text: str) -> str:
 
 
 @lru_cache(maxsize=65536)
-def _label_name(scope: str, code: str, parts: tuple[str, ...]) -> str:
+def label_name(scope: str, code: str, parts: tuple[str, ...]) -> str:
+    """The name part of a label key (after PREFIX/): <scope>.<code>.<part>..., or with a hash."""
     segments = (scope, *parts)
     if all(_PLAIN_SEGMENT.fullmatch(s) for s in segments):
         name = ".".join([scope, code, *parts])
@@ -283,7 +300,7 @@ def label_key(type_id: str, fact: Fact, prefix: str = DEFAULT_PREFIX) -> str:
     """The fact of type `type_id` as a Kubernetes node label key: PREFIX/<type>.<kind>.<part>..., or with a hash.
 
     The type is part of the key because a node holds the facts of all its types."""
-    return f"{check_prefix(prefix)}/{_label_name(type_id, fact.kind, fact.parts)}"
+    return f"{check_prefix(prefix)}/{label_name(type_id, fact.kind, fact.parts)}"
 
 
 # -- OpenStack Placement ---------------------------------------------------------------------------------------------
@@ -392,45 +409,4 @@ def placement_query(source: DeviceDescriptor) -> dict[str, Any]:
         "required": required,
         "required_any": any_of,
         "query": "&".join(params),
-    }
-
-
-# -- Kubernetes ------------------------------------------------------------------------------------------------------
-
-
-def host_labels(host: HostRecord, prefix: str = DEFAULT_PREFIX) -> dict[str, str]:
-    """A host's facts as node labels (the facts of all its types, each under its type)."""
-    check_prefix(prefix)  # once, not per label
-    keys = {f"{prefix}/{_label_name(r.type_id, f.kind, f.parts)}" for r in host.types for f in type_facts(r.capability)}
-    return dict.fromkeys(sorted(keys), LABEL_VALUE)
-
-
-def k8s_labels(hosts: Iterable[HostRecord], prefix: str = DEFAULT_PREFIX) -> dict[str, dict[str, str]]:
-    """node (the host's name) -> its labels."""
-    return {host.name: host_labels(host, prefix) for host in sorted(hosts, key=lambda h: h.name)}
-
-
-def kubectl_lines(labels: Mapping[str, Mapping[str, str]]) -> Iterator[str]:
-    """One `kubectl label node` command per node that has labels, ready for a shell."""
-    for node, pairs in labels.items():
-        if pairs:
-            assignments = " ".join(shlex.quote(f"{key}={value}") for key, value in pairs.items())
-            yield f"kubectl label node {shlex.quote(node)} --overwrite {assignments}"
-
-
-def k8s_selector(source: DeviceDescriptor, type_id: str | None = None, prefix: str = DEFAULT_PREFIX) -> dict[str, Any]:
-    """What a pod or VMI spec needs to land on a node whose type `type_id` (default: the source's own, as KubeVirt
-    keeps a VM's device resource) can take `source`: a nodeSelector, or a node affinity when a group has
-    alternatives (one term per choice)."""
-    scope = type_id or source.type
-    check_prefix(prefix)
-    groups = [sorted(f"{prefix}/{_label_name(scope, f.kind, f.parts)}" for f in group) for group in requirement(source)]
-    if all(len(g) == 1 for g in groups):
-        return {"nodeSelector": {g[0]: LABEL_VALUE for g in groups}}
-    terms = [
-        {"matchExpressions": [{"key": key, "operator": "In", "values": [LABEL_VALUE]} for key in choice]}
-        for choice in product(*groups)
-    ]
-    return {
-        "affinity": {"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {"nodeSelectorTerms": terms}}}
     }
