@@ -66,10 +66,13 @@ def annotated_xml(host: Host, *hostdevs: str, version: str | None = None, domain
     does) and the descriptors in devmig's metadata; `version` replaces their software_version (a source a major
     version ahead, say). A hostdev that cannot be described fails the caller with its reason."""
     descriptors = []
-    for annotation in describe_hostdevs(parse_domain(domain_xml(*hostdevs, domain_type=domain_type)), host):
+    plain = parse_domain(domain_xml(*hostdevs, domain_type=domain_type))
+    for annotation in describe_hostdevs(plain, host):
         assert annotation.descriptor is not None, f"{annotation.hostdev.label}: {annotation.reason}"
         descriptor = annotation.descriptor
         if version is not None:
             descriptor = descriptor.model_copy(update={"software_version": version})
         descriptors.append(descriptor)
-    return domain_xml(*hostdevs, domain_type=domain_type, metadata=element_xml(descriptors, prefix=KEY))
+    aliases = {h.address: h.alias for h in plain.hostdevs if h.alias}
+    metadata = element_xml(descriptors, prefix=KEY, aliases=aliases)
+    return domain_xml(*hostdevs, domain_type=domain_type, metadata=metadata)

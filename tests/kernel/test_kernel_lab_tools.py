@@ -22,6 +22,7 @@ from tests.kernel.lab.suites import (
     BACKPORTS_FILE,
     IPROUTE2,
     LAB_NEEDS,
+    LIBVIRT,
     QEMU,
     Offer,
     Source,
@@ -254,6 +255,10 @@ class FakeApt(Apt):
             self.present[package] = self.suites[release or self.release][package]
 
 
+#: the two tools these tests follow through the mechanism (LAB_NEEDS adds libvirt's packages: tested on their own)
+TWO = (QEMU, IPROUTE2)
+LIBVIRT_BPO = "11.3.0-2~bpo12+1"
+
 BOOKWORM = {
     "bookworm": {"qemu-system-x86": QEMU_72, "iproute2": "6.1.0-3"},
     "bookworm-backports": {"qemu-system-x86": QEMU_BPO, "iproute2": "6.15.0-1~bpo12+1"},
@@ -269,7 +274,7 @@ def as_root(monkeypatch: pytest.MonkeyPatch) -> None:
 def test_on_debian_12_the_tools_come_from_the_backports_the_lab_adds(tmp_path: Path) -> None:
     etc = write_etc(tmp_path)
     apt = FakeApt(etc, "bookworm", {"qemu-system-x86": QEMU_72, "iproute2": "6.1.0-3"}, BOOKWORM)
-    tools.ensure_tools(apt, etc=etc)
+    tools.ensure_tools(apt, TWO, etc=etc)
     assert (etc / "apt" / "sources.list.d" / "devmig-bookworm-backports.sources").is_file()
     assert apt.updates == [True]
     assert apt.installs == [("bookworm-backports", ["qemu-system-x86", "iproute2"])]
@@ -277,7 +282,7 @@ def test_on_debian_12_the_tools_come_from_the_backports_the_lab_adds(tmp_path: P
     # a second run: nothing to do, nothing asked of apt
     apt.updates.clear()
     apt.installs.clear()
-    tools.ensure_tools(apt, etc=etc)
+    tools.ensure_tools(apt, TWO, etc=etc)
     assert (apt.updates, apt.installs) == ([], [])
 
 
@@ -286,7 +291,7 @@ def test_on_debian_13_the_tools_come_from_the_main_suite(tmp_path: Path) -> None
     etc = write_etc(tmp_path, sources=DEBIAN_SOURCES.replace("bookworm", "trixie"), release="trixie")
     suites = {"trixie": {"qemu-system-x86": "1:10.0.6+ds-0+deb13u2", "iproute2": "6.15.0-1"}}
     apt = FakeApt(etc, "trixie", {}, suites)
-    tools.ensure_tools(apt, etc=etc)
+    tools.ensure_tools(apt, TWO, etc=etc)
     assert not (etc / "apt" / "sources.list.d" / "devmig-trixie-backports.sources").exists()
     assert apt.installs == [("", ["qemu-system-x86", "iproute2"])] and apt.updates == []
 
@@ -299,7 +304,7 @@ def test_backports_already_in_the_sources_are_used_not_added_again(tmp_path: Pat
     )
     apt = FakeApt(etc, "bookworm", {"qemu-system-x86": QEMU_72}, BOOKWORM)
     apt.updated = True  # lists already fetched with backports in them
-    tools.ensure_tools(apt, etc=etc)
+    tools.ensure_tools(apt, TWO, etc=etc)
     assert sorted(p.name for p in (etc / "apt" / "sources.list.d").iterdir()) == [
         "bookworm-backports.sources",
         "debian.sources",
@@ -312,7 +317,7 @@ def test_a_qemu_nowhere_new_enough_makes_the_lab_unavailable(tmp_path: Path) -> 
     etc = write_etc(tmp_path)
     apt = FakeApt(etc, "bookworm", {"qemu-system-x86": QEMU_72}, {"bookworm": BOOKWORM["bookworm"]})
     with pytest.raises(LabUnavailable) as info:
-        tools.ensure_tools(apt, etc=etc)
+        tools.ensure_tools(apt, TWO, etc=etc)
     assert str(info.value) == (
         "apt offers no qemu-system-x86 1:8.0 or later in bookworm's suites, bookworm-backports included "
         "(VFIO migration v2 in QEMU (Debian 12's 7.2 has only the removed v1))"
@@ -325,7 +330,7 @@ def test_an_iproute2_nowhere_new_enough_is_left_as_it_is(tmp_path: Path) -> None
     etc = write_etc(tmp_path)
     backports = {"qemu-system-x86": QEMU_BPO}  # no iproute2 in this backports
     apt = FakeApt(etc, "bookworm", {"iproute2": "6.1.0-3"}, {**BOOKWORM, "bookworm-backports": backports})
-    tools.ensure_tools(apt, etc=etc)
+    tools.ensure_tools(apt, TWO, etc=etc)
     assert apt.installs == [("bookworm-backports", ["qemu-system-x86"])]
     assert apt.present["iproute2"] == "6.1.0-3"
     assert any(line.startswith("leaving iproute2 6.1.0-3, 6.15 or later needed") for line in apt.logged)
@@ -336,9 +341,9 @@ def test_not_root_the_lab_says_which_tool_it_cannot_install(tmp_path: Path, monk
     etc = write_etc(tmp_path)
     apt = FakeApt(etc, "bookworm", {"qemu-system-x86": QEMU_72, "iproute2": "6.1.0-3"}, BOOKWORM)
     with pytest.raises(LabUnavailable, match=r"^not root: cannot install qemu-system-x86 1:7\.2\+dfsg"):
-        tools.ensure_tools(apt, etc=etc)
+        tools.ensure_tools(apt, TWO, etc=etc)
     apt.present["qemu-system-x86"] = QEMU_BPO  # QEMU fine, iproute2 old: the tests compare with 6.1
-    tools.ensure_tools(apt, etc=etc)
+    tools.ensure_tools(apt, TWO, etc=etc)
     assert apt.installs == [] and apt.logged == [
         "not root: leaving iproute2 6.1.0-3, 6.15 or later needed for "
         "iproute2's vdpa with `dev set` and device_features"
@@ -367,4 +372,34 @@ def test_a_warm_prepare_with_old_tools_installs_them_and_keeps_the_kernel(
     monkeypatch.setattr(lab_assets, "install_and_fetch", no_build)
     assert lab_assets.prepare(tmp_path, log=lambda message: None) == assets
     assert ready == [True]
-    assert {need.package for need in LAB_NEEDS} == {"qemu-system-x86", "iproute2"}
+    assert {need.package for need in LAB_NEEDS} == {
+        "qemu-system-x86",
+        "iproute2",
+        "libvirt-daemon",
+        "libvirt-daemon-driver-qemu",
+        "libvirt-clients",
+    }
+
+
+@pytest.mark.usefixtures("as_root")
+@pytest.mark.parametrize(
+    ("release", "suites", "wanted"),
+    [
+        (
+            "bookworm",
+            {"bookworm": "9.0.0-4+deb12u2", "bookworm-backports": LIBVIRT_BPO},
+            ("bookworm-backports", LIBVIRT_BPO),
+        ),
+        ("trixie", {"trixie": "11.3.0-3"}, ("", "11.3.0-3")),
+    ],
+)
+def test_libvirt_comes_from_backports_on_debian_12_and_the_main_suite_on_13(
+    tmp_path: Path, release: str, suites: dict[str, str], wanted: tuple[str, str]
+) -> None:
+    """Debian 12's own libvirt 9.0 runs no `release end migrated` hook: the lab's libvirt is 10.5 or later."""
+    etc = write_etc(tmp_path, sources=DEBIAN_SOURCES.replace("bookworm", release), release=release)
+    packages = [need.package for need in LIBVIRT]
+    apt = FakeApt(etc, release, {}, {suite: dict.fromkeys(packages, v) for suite, v in suites.items()})
+    tools.ensure_tools(apt, LIBVIRT, etc=etc)
+    assert apt.installs == [(wanted[0], packages)]
+    assert apt.present == dict.fromkeys(packages, wanted[1])

@@ -310,6 +310,19 @@ def _dest_name(dest: str | None, dest_uri: str) -> str:
 )
 @click.option("--force", is_flag=True, help="Migrate even when preflight finds reasons it would fail.")
 @click.option("--tls", is_flag=True, help="Migrate over libvirt's TLS (VIR_MIGRATE_TLS).")
+@click.option(
+    "--migrate-uri",
+    metavar="URI",
+    default=None,
+    help="Where QEMU sends the state, e.g. tcp://10.1.0.2:49152 on a migration network (virsh's --migrateuri) "
+    "[default: libvirt's choice, the destination's hostname].",
+)
+@click.option(
+    "--listen-address",
+    metavar="ADDRESS",
+    default=None,
+    help="The address the destination's QEMU listens on for the state (virsh's --listen-address).",
+)
 @connect_option
 @destination_options
 @postcopy_option
@@ -323,6 +336,8 @@ def migrate(
     dest: str | None,
     force: bool,
     tls: bool,
+    migrate_uri: str | None,
+    listen_address: str | None,
     uri: str | None,
     dest_capabilities: str | None,
     store_url: str | None,
@@ -344,7 +359,7 @@ def migrate(
     from devmig.cli.progress import PhaseView
     from devmig.libvirt.annotate import annotate
     from devmig.libvirt.connection import connect
-    from devmig.libvirt.migration import PhaseEvent
+    from devmig.libvirt.migration import PhaseEvent, migration_params
     from devmig.libvirt.migration import migrate as run
     from devmig.machine import open_host
     from devmig.model.preflight import Preflight
@@ -381,6 +396,7 @@ def migrate(
                 annotate=lambda: annotate(conn, domain_name, target, profiles_dir),
                 force=force,
                 tls=tls,
+                params=migration_params(migrate_uri, listen_address),
                 report=report,
             )
     if opts.json:

@@ -104,7 +104,13 @@ def annotate(conn: Connection, domain_name: str, host: Host, profiles_dir: str |
     described = [a.descriptor for a in annotations if a.descriptor is not None]
     flags = libvirt.VIR_DOMAIN_AFFECT_LIVE | (libvirt.VIR_DOMAIN_AFFECT_CONFIG if persistent else 0)
     try:
-        dom.setMetadata(libvirt.VIR_DOMAIN_METADATA_ELEMENT, element_xml(described), KEY, NAMESPACE, flags)
+        dom.setMetadata(
+            libvirt.VIR_DOMAIN_METADATA_ELEMENT,
+            element_xml(described, aliases={h.address: h.alias for h in xml.hostdevs if h.alias}),
+            KEY,
+            NAMESPACE,
+            flags,
+        )
     except libvirt.libvirtError as exc:
         raise LibvirtError(f"{where}: setting devmig's metadata ({NAMESPACE}) was refused: {message(exc)}") from None
     return Annotated(xml.name, xml.uuid, uri, True, persistent, annotations)

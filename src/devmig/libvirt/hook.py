@@ -12,12 +12,17 @@ First each device is judged against this host's types (nothing is changed yet): 
 with room, the hook refuses with every device's reasons. Then each is prepared (devmig.provision: create the mdev or
 claim the function, write and read back each parameter, journaled) under one claim named by the domain's UUID; if
 any prepare fails, those made are released and the hook refuses. Else each hostdev's source is rewritten to the
-prepared device, devmig's metadata is set to the destination devices' own descriptors, and the XML is printed.
+prepared device, devmig's metadata is set to the destination devices' own descriptors, and the XML is printed. An
+mdev hostdev whose address names an mdev of this host that nothing uses (a management layer made it for the VM:
+Nova's `--xml`) is judged itself and used as it is, or refused with its reasons; its descriptor is found by the
+hostdev's alias when the address was rewritten on the way.
 
-Later operations (the table OPERATIONS): `started begin` marks the claim started; `release end -` releases a claim
-whose domain never started here (the incoming migration failed or was cancelled); `release end migrated` (libvirt
->= 10.5, on the source after a successful outgoing migration) releases what devmig prepared for that domain when it
-came in earlier. A crash half-way leaves an incomplete claim, which `devmig recover` releases.
+Later operations (the table OPERATIONS): `started begin` marks the claim started; `release end` (its extra argument
+is libvirt's shut-off reason) releases the claim when the domain never started here, when it `failed` (an incoming
+migration cancelled: libvirt runs `started begin` as soon as the destination's QEMU starts, before any state
+arrives, so "started" alone proves nothing), when it left by migration (`migrated`: libvirt >= 10.5, on the source
+after a successful outgoing migration), or when no persistent definition here could start it again. A crash
+half-way leaves an incomplete claim, which `devmig recover` releases.
 
 Exit codes: 0 done (or nothing to do), 1 refused (the migration is cancelled), 2 bad input (unreadable XML or
 arguments: cancelled too).
@@ -34,12 +39,14 @@ from typing import Final, Literal
 
 from devmig.errors import DevmigError, ExitCode, InputError
 from devmig.host.access import Host
+from devmig.host.devices import MdevDevice
+from devmig.host.inventory import Inventory
 from devmig.host.profile import Profile, load_profiles
 from devmig.libvirt.annotate import describe_hostdevs
 from devmig.libvirt.domain import DomainXml, Hostdev, parse_domain
 from devmig.libvirt.metadata import from_domain, set_in_domain
 from devmig.model.descriptor import DeviceDescriptor
-from devmig.provision.candidates import rank_candidates
+from devmig.provision.candidates import NO_ROOM_MESSAGE, Ranking, rank_candidates
 from devmig.provision.claims import Claim, holding, load, new_ids, release_claim, save
 from devmig.provision.journal import HostState
 from devmig.provision.prepare import Prepared, prepare
@@ -49,6 +56,8 @@ Policy = Literal["refuse", "pass"]
 POLICIES: Final = ("refuse", "pass")
 #: the hook's settings (TOML): `unannotated = "refuse" | "pass"`
 CONFIG: Final = Path("/etc/devmig/libvirt.toml")
+#: where the system libvirt keeps its persistent QEMU domains (NAME.xml)
+DEFINITIONS: Final = Path("/etc/libvirt/qemu")
 
 
 @dataclass(frozen=True)
@@ -114,6 +123,8 @@ class Context:
     settings: Settings = field(default_factory=Settings)
     state_dir: str | None = None
     profiles: list[Profile] | None = None
+    #: libvirt's directory of persistent QEMU domain definitions on this host (qemu:///system's)
+    definitions: Path = DEFINITIONS
 
     @property
     def state(self) -> HostState:
@@ -137,6 +148,8 @@ class _Device:
     hostdev: Hostdev
     descriptor: DeviceDescriptor | None
     problems: list[str] = field(default_factory=list)
+    #: the XML already names an mdev of this host that takes it: used as it is, nothing prepared for it
+    adopted: bool = False
 
     @property
     def label(self) -> str:
@@ -145,14 +158,43 @@ class _Device:
         return f"hostdev #{self.hostdev.index} {self.hostdev.kind} {self.hostdev.address}{what}"
 
 
+def _named_mdev(ctx: Context, mdevs: dict[str, MdevDevice], hostdev: Hostdev) -> MdevDevice | None:
+    """The mdev of this host the hostdev names, when nothing uses it: one a management layer made here for the
+    incoming VM (Nova's `--xml`, mdevctl's same UUID on both hosts). A PCI address names a slot every host may have,
+    so a function is always prepared."""
+    mdev = mdevs.get(hostdev.address) if hostdev.kind == "mdev" else None
+    if mdev is None or ctx.host.in_use(mdev.uuid, mdev.iommu_group) is not False:
+        return None
+    return mdev
+
+
+def _judge_named(device: _Device, mdev: MdevDevice, ranking: Ranking) -> None:
+    """Adopt the named mdev when its type takes the source (its own instance exists: the type's free count does not
+    matter), else the reasons it does not: the management layer chose it, so devmig does not swap in another."""
+    every = (*ranking.candidates, *ranking.rejected)
+    kind = next((c for c in every if c.kind == "mdev" and (c.parent, c.type) == (mdev.parent, mdev.type)), None)
+    if kind is not None and kind.verdict is not None and kind.verdict.compatible:
+        device.adopted = True
+        return
+    why = [r for r in kind.reasons if r != NO_ROOM_MESSAGE] if kind is not None else []
+    device.problems.append(
+        f"the XML names mdev {mdev.uuid} ({mdev.parent}/{mdev.type or '?'}) here, which cannot take it: "
+        + (" | ".join(why) or "its type is not one devmig can describe")
+    )
+
+
 def _judge(ctx: Context, devices: list[_Device], profiles: list[Profile]) -> None:
     """Every device's reasons, before anything is changed: no descriptor, or no device here that takes it."""
     claimed = ctx.state.claimed()  # every prepare record read once, not once a device
+    mdevs = {m.uuid: m for m in Inventory.scan(ctx.host.sysfs, parts=("mdevs",)).mdevs}
     for device in devices:
         if device.descriptor is None:
             continue
         ranking = rank_candidates(device.descriptor, ctx.host, profiles, claimed)
-        if ranking.best is None:
+        named = _named_mdev(ctx, mdevs, device.hostdev)
+        if named is not None:
+            _judge_named(device, named, ranking)
+        elif ranking.best is None:
             reasons = ranking.reasons() or [f"{ctx.host.name} has no device of this kind"]
             free = any(c.verdict is not None and c.verdict.compatible for c in ranking.rejected)
             head = "no free instance of a compatible type" if free else "no compatible device"
@@ -184,13 +226,13 @@ def migrate_begin(ctx: Context, call: Call) -> HookResult:
                 f'unannotated = "refuse" in {ctx.settings.source}; "pass" leaves such a device to libvirt)'
             )
         devices.append(device)
-    managed = [d for d in devices if d.descriptor is not None]
-    if not managed and not any(d.problems for d in devices):
+    if not any(d.descriptor is not None for d in devices) and not any(d.problems for d in devices):
         return HookResult(ExitCode.OK)  # nothing devmig prepares: the XML goes on unchanged
     profiles = load_profiles() if ctx.profiles is None else ctx.profiles
     _judge(ctx, devices, profiles)
     if any(d.problems for d in devices):
         return _refusal(xml, ctx.host, devices, prepared=False)
+    managed = [d for d in devices if d.descriptor is not None and not d.adopted]
     state = ctx.state
     with holding(state, xml.uuid):
         _release_stale(ctx, state, xml.uuid)
@@ -285,16 +327,32 @@ def started(ctx: Context, call: Call) -> HookResult:
     return HookResult(ExitCode.OK)
 
 
+#: libvirt's shut-off reasons at `release end` after which the domain's devices are let go even though it started:
+#: it left by migration, or it never ran here (an incoming migration cancelled after QEMU started)
+RELEASE_REASONS: Final = frozenset({"migrated", "failed"})
+
+
+def _defined(ctx: Context, name: str) -> bool:
+    """Whether libvirt keeps a persistent definition of the domain on this host (its file in libvirt's qemu
+    configuration directory: read, never asked of libvirt, which waits for the hook). A name that cannot be a
+    file name there counts as defined: its devices are kept."""
+    if not name or "/" in name or name.startswith("."):
+        return True
+    return (ctx.definitions / f"{name}.xml").is_file()
+
+
 def released(ctx: Context, call: Call) -> HookResult:
-    """`release end`: the domain's resources are let go here. Its devices go too when it never started here (an
-    incoming migration that failed) or when it left by migration (`migrated`); a domain that ran here and stopped
-    keeps them (a persistent domain starts on them again; `devmig libvirt release` lets them go)."""
+    """`release end`: the domain's resources are let go here. Its devices go too when it never started here, for
+    one of RELEASE_REASONS, or when no persistent definition here could start it again: a transient domain, or an
+    incoming one whose QEMU was killed mid-migration (libvirt says `crashed`, and only a completed migration
+    defines the domain on the destination). A domain defined here that shut down, crashed or was destroyed keeps
+    them: it starts on them again."""
     xml = _domain(call)
     assert xml.uuid is not None
     state = ctx.state
     with holding(state, xml.uuid):
         claim = load(state, xml.uuid)
-        if claim is None or (claim.started and call.extra != "migrated"):
+        if claim is None or (claim.started and call.extra not in RELEASE_REASONS and _defined(ctx, xml.name)):
             return HookResult(ExitCode.OK)
         release_claim(ctx.host, state, claim, state_dir=ctx.state_dir)
     return HookResult(ExitCode.OK)

@@ -2,13 +2,18 @@
 
 libvirt keeps an application's metadata element in the domain's XML, in the application's own XML namespace, and
 carries it in the XML of a migration (the destination's hook reads it there). devmig's element, one child per
-hostdev keyed by its source address, each holding that device's descriptor as JSON text:
+hostdev keyed by its source address (and its alias, when it has one), each holding that device's descriptor as JSON
+text:
 
     <metadata>
       <devmig:descriptors xmlns:devmig="urn:devmig:libvirt:v1">
-        <devmig:hostdev kind="mdev" address="6f1c0a2e-3b4d-4c5e-8f90-a1b2c3d4e5f6">{"device_api":...}</devmig:hostdev>
+        <devmig:hostdev kind="mdev" address="6f1c0a2e-..." alias="ua-gpu0">{"device_api":...}</devmig:hostdev>
       </devmig:descriptors>
     </metadata>
+
+The alias is how a hostdev is found again when a management layer rewrote its address for the destination (Nova's
+`--xml` names the mdev it chose there): libvirt keeps a user alias (`ua-...`) across a migration; the address is what
+the source had.
 
 The JSON is DeviceDescriptor's own format (ASCII-escaped, so any value is valid XML text), read back with the same
 strict loader as a descriptor file: it round-trips exactly. `virDomainSetMetadata` takes the element without a
@@ -18,8 +23,9 @@ namespace and puts it in `NAMESPACE` under the prefix `KEY`; `virDomainGetMetada
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable
-from dataclasses import dataclass
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
 from xml.dom.minidom import Element
 from xml.sax.saxutils import escape, quoteattr
 
@@ -38,6 +44,8 @@ NAMESPACE_FAMILY = "urn:devmig:libvirt:"
 KEY = "devmig"
 ROOT = "descriptors"
 ENTRY = "hostdev"
+#: what libvirt accepts as a user alias ("ua-" and letters, digits, -, _), and its own names (hostdev0)
+ALIAS = re.compile(r"[A-Za-z0-9_-]{1,128}")
 
 
 @dataclass(frozen=True)
@@ -45,9 +53,15 @@ class Metadata:
     """The descriptors devmig's metadata holds, by the source address of the hostdev each describes."""
 
     descriptors: dict[str, DeviceDescriptor]
+    #: alias -> the source address of the hostdev that had it
+    aliases: dict[str, str] = field(default_factory=dict)
 
     def descriptor(self, hostdev: Hostdev) -> DeviceDescriptor | None:
-        return self.descriptors.get(hostdev.address)
+        """The hostdev's descriptor: by its address, else by its alias (its address was rewritten on the way)."""
+        found = self.descriptors.get(hostdev.address)
+        if found is None and hostdev.alias is not None and hostdev.alias in self.aliases:
+            found = self.descriptors.get(self.aliases[hostdev.alias])
+        return found
 
 
 def _entries(descriptors: Iterable[DeviceDescriptor]) -> list[tuple[str, str, str]]:
@@ -67,15 +81,19 @@ def _entries(descriptors: Iterable[DeviceDescriptor]) -> list[tuple[str, str, st
     return list(entries.values())
 
 
-def element_xml(descriptors: Iterable[DeviceDescriptor], *, prefix: str | None = None) -> str:
+def element_xml(
+    descriptors: Iterable[DeviceDescriptor], *, prefix: str | None = None, aliases: Mapping[str, str] | None = None
+) -> str:
     """The element's text: without a namespace for virDomainSetMetadata (libvirt adds it), or with `prefix` bound
-    to `NAMESPACE`, as it stands in a domain's XML."""
+    to `NAMESPACE`, as it stands in a domain's XML. `aliases`: address -> the alias of the hostdev there."""
     tag = f"{prefix}:" if prefix else ""
     declaration = f" xmlns:{prefix}={quoteattr(NAMESPACE)}" if prefix else ""
     lines = [f"<{tag}{ROOT}{declaration}>"]
     for kind, address, text in _entries(descriptors):
+        alias = (aliases or {}).get(address)
+        named = f" alias={quoteattr(alias)}" if alias else ""
         lines.append(
-            f"  <{tag}{ENTRY} kind={quoteattr(kind)} address={quoteattr(address)}>{escape(text)}</{tag}{ENTRY}>"
+            f"  <{tag}{ENTRY} kind={quoteattr(kind)} address={quoteattr(address)}{named}>{escape(text)}</{tag}{ENTRY}>"
         )
     lines.append(f"</{tag}{ROOT}>")
     return "\n".join(lines) + "\n"
@@ -94,14 +112,15 @@ class _Reader:
         if root.namespaceURI != self.namespace or root.localName != ROOT:
             raise self.damaged(f"its element is <{root.tagName}>, expected <{ROOT}>")
         descriptors: dict[str, DeviceDescriptor] = {}
+        aliases: dict[str, str] = {}
         for node in root.childNodes:
             if isinstance(node, Element):
-                self._entry(node, descriptors)
+                self._entry(node, descriptors, aliases)
             elif node.nodeType in (node.TEXT_NODE, node.CDATA_SECTION_NODE) and (node.nodeValue or "").strip():
                 raise self.damaged(f"text {(node.nodeValue or '').strip()[:40]!r} in <{ROOT}>: expected <{ENTRY}>")
-        return Metadata(descriptors)
+        return Metadata(descriptors, aliases)
 
-    def _entry(self, node: Element, descriptors: dict[str, DeviceDescriptor]) -> None:
+    def _entry(self, node: Element, descriptors: dict[str, DeviceDescriptor], aliases: dict[str, str]) -> None:
         if node.namespaceURI != self.namespace or node.localName != ENTRY:
             raise self.damaged(f"<{node.tagName}> in <{ROOT}>: expected only <{ENTRY}> elements")
         kind, address = node.getAttribute("kind"), node.getAttribute("address")
@@ -120,6 +139,13 @@ class _Reader:
         if descriptor.address is None or descriptor.address.id != address:
             found = "no address" if descriptor.address is None else f"address {descriptor.address.id}"
             raise InputError(f"{what}: the descriptor has {found}: expected the hostdev's own, {address}")
+        alias = node.getAttribute("alias")
+        if alias:
+            if not ALIAS.fullmatch(alias):
+                raise self.damaged(f"hostdev {kind} {address} has alias {alias[:40]!r}: expected a libvirt alias")
+            if alias in aliases:
+                raise self.damaged(f"alias {alias} is given to two hostdevs")
+            aliases[alias] = address
         descriptors[address] = descriptor
 
 
@@ -152,6 +178,7 @@ def from_api(text: str, what: str) -> Metadata:
 
 def set_in_domain(domain: DomainXml, descriptors: Iterable[DeviceDescriptor]) -> None:
     """Write devmig's element into a domain's XML (a hook's rewrite), replacing the one it held."""
-    fragment = parse_xml(element_xml(descriptors, prefix=KEY), "devmig metadata")
+    aliases = {h.address: h.alias for h in domain.hostdevs if h.alias}
+    fragment = parse_xml(element_xml(descriptors, prefix=KEY, aliases=aliases), "devmig metadata")
     assert fragment.documentElement is not None
     domain.set_metadata_element(NAMESPACE, fragment.documentElement)

@@ -91,7 +91,21 @@ def _errors(report: Preflight) -> str:
     return f"{len(errors)} reason(s) it would fail: {shown}{more}"
 
 
-def _run(dom: Domain, dest_uri: str, flags: int, what: str, report: Report, poll: float) -> None:
+def migration_params(migrate_uri: str | None, listen_address: str | None) -> dict[str, str]:
+    """virDomainMigrateToURI3's typed parameters: where QEMU sends the state (a dedicated migration network, as
+    `virsh migrate --migrateuri`) and where the destination's QEMU listens (`--listen-address`)."""
+    libvirt = binding()
+    params = {}
+    if migrate_uri is not None:
+        params[libvirt.VIR_MIGRATE_PARAM_URI] = migrate_uri
+    if listen_address is not None:
+        params[libvirt.VIR_MIGRATE_PARAM_LISTEN_ADDRESS] = listen_address
+    return params
+
+
+def _run(
+    dom: Domain, dest_uri: str, params: dict[str, str], flags: int, what: str, report: Report, poll: float
+) -> None:
     """virDomainMigrateToURI3 in a thread while this one reports the job's progress; a signal or Ctrl-C here
     aborts the job (libvirt then keeps the domain running on the source) before it is raised further."""
     libvirt = binding()
@@ -99,7 +113,7 @@ def _run(dom: Domain, dest_uri: str, flags: int, what: str, report: Report, poll
 
     def work() -> None:
         try:
-            dom.migrateToURI3(dest_uri, {}, flags)
+            dom.migrateToURI3(dest_uri, params, flags)
         except BaseException as exc:  # handed to the main thread, which raises it
             failure.append(exc)
 
@@ -149,6 +163,7 @@ def migrate(
     annotate: Callable[[], Annotated],
     force: bool = False,
     tls: bool = False,
+    params: dict[str, str] | None = None,
     report: Report = quiet,
     poll: float = POLL,
 ) -> Migrated:
@@ -185,7 +200,7 @@ def migrate(
         raise LibvirtError(f"{what}: {message(exc)}") from None
     report(PhaseEvent("migrate", "start", f"to {dest_uri}"))
     try:
-        _run(dom, dest_uri, flags, what, report, poll)
+        _run(dom, dest_uri, params or {}, flags, what, report, poll)
     except LibvirtError as exc:
         failed = LibvirtError(f"{exc.message}; {_source_state(dom)}")
         report(PhaseEvent("migrate", "failed", failed.message))

@@ -33,7 +33,14 @@ QEMU = Need("qemu-system-x86", "1:8.0", "VFIO migration v2 in QEMU (Debian 12's 
 #: iproute2 6.15 has `vdpa dev set` and `device_features`: the peer the vdpa tests compare devmig with. Optional:
 #: those tests compare with whichever iproute2 the machine has.
 IPROUTE2 = Need("iproute2", "6.15", "iproute2's vdpa with `dev set` and device_features", False)
-LAB_NEEDS = (QEMU, IPROUTE2)
+#: libvirt in the guest, for the real libvirt migrations with devmig's hook (tests/kernel/guest/libvirt_hosts.py):
+#: the monolithic daemon, its QEMU driver and virsh. 10.5 passes the source's hook `release end migrated`; Debian
+#: 12's own 9.0 does not, and bookworm-backports has 11.3.
+LIBVIRT = tuple(
+    Need(package, "10.5", "libvirt migrating a VM with devmig's hook (release end migrated since 10.5)", True)
+    for package in ("libvirt-daemon", "libvirt-daemon-driver-qemu", "libvirt-clients")
+)
+LAB_NEEDS = (QEMU, IPROUTE2, *LIBVIRT)
 
 #: the name of the apt sources file the lab writes (a devmig file: it never edits the machine's own)
 BACKPORTS_FILE = "devmig-{codename}-backports.sources"
