@@ -14,7 +14,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from devmig.agent.config import AgentConfig
 from devmig.agent.loop import Agent
@@ -22,6 +22,7 @@ from devmig.fleet.store import FleetStore
 from devmig.model import DeviceDescriptor
 
 T = TypeVar("T")
+Popen = subprocess.Popen[str]
 #: how long a test waits for an agent's publish to show before it fails: generous, a loaded CI machine is slow
 PATIENCE = 60.0
 REPO = Path(__file__).resolve().parents[2]
@@ -99,14 +100,14 @@ def candidates(store: FleetStore, source: DeviceDescriptor, **kwargs: object) ->
     return {c.host for c in store.place(source, limit=100, **kwargs).candidates}  # type: ignore[arg-type]
 
 
-def agent_process(*args: str, env: dict[str, str] | None = None, stderr: object = subprocess.PIPE) -> subprocess.Popen[str]:
+def agent_process(*args: str, env: dict[str, str] | None = None, stderr: Any = subprocess.PIPE) -> Popen:
     """`devmig agent ARGS` as a process of its own."""
     return subprocess.Popen(
         [sys.executable, "-m", "devmig", "agent", *args],
         cwd=REPO,
         env={**os.environ, **(env or {})},
         stdout=subprocess.DEVNULL,
-        stderr=stderr,  # type: ignore[arg-type]
+        stderr=stderr,
         text=True,
     )
 
@@ -129,7 +130,13 @@ class Proxy:
     def up(self) -> None:
         listener = socket.socket()
         listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        listener.bind(("127.0.0.1", self.port))
+
+        # the old listener's accept() may hold the port a moment after down(): until its timeout returns
+        def bound() -> bool:
+            listener.bind(("127.0.0.1", self.port))
+            return True
+
+        eventually(bound, f"port {self.port} free again", 10)
         listener.listen(16)
         listener.settimeout(0.1)
         self._listener = listener

@@ -21,7 +21,28 @@ def _seconds(flag: str, help_text: str) -> Callable[[F], F]:
     return click.option(flag, type=SECONDS, default=None, metavar="SECONDS", help=help_text)
 
 
+def _print_unit(ctx: click.Context, param: click.Parameter, value: bool) -> None:
+    if not value or ctx.resilient_parsing:
+        return
+    from importlib import resources
+
+    click.echo(resources.files("devmig.agent").joinpath(UNIT).read_text(encoding="utf-8"), nl=False)
+    ctx.exit(0)
+
+
+#: the systemd unit shipped with the package (devmig/agent/devmig-agent.service)
+UNIT = "devmig-agent.service"
+
+
 @click.command(name="agent")
+@click.option(
+    "--print-unit",
+    is_flag=True,
+    expose_value=False,
+    is_eager=True,
+    callback=_print_unit,
+    help="Print the systemd unit shipped with devmig (devmig-agent.service) and exit.",
+)
 @click.option(
     "--config",
     "config_path",
