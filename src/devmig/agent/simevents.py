@@ -35,7 +35,7 @@ class SimSource:
             try:
                 self._host.catch_up()
             except DevmigError as exc:
-                log.warning("simulated host %s: %s", self._host.name, exc)
+                log.warning("%s", exc)
             events = []
             while True:
                 try:

@@ -38,6 +38,8 @@ class PyudevSource:
             raise DevmigError(f"device events: cannot listen to {origin} events: {exc}") from None
 
     def receive(self, timeout: float) -> list[Uevent]:
+        if self._monitor is None:
+            return []
         try:
             ready, _, _ = select.select([self._monitor], [], [], timeout)
         except InterruptedError:
@@ -58,7 +60,8 @@ class PyudevSource:
             events.append(Uevent(device.action or "", device.subsystem or "", device.device_path or "", device.driver))
 
     def close(self) -> None:
-        self._monitor.stop()
+        # pyudev's Monitor has no close: dropping it lets libudev close the socket (its __del__ unrefs it)
+        self._monitor = None
 
 
 def real_source(kind: str = "auto") -> PyudevSource:

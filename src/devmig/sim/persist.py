@@ -74,19 +74,22 @@ class HostLog:
         """Apply the changes other processes logged since this one last read the log: how a process that only
         watches a host (the agent) sees what `devmig mdev create --host sim:...` did elsewhere. Its simulated kernel
         makes each change again, uevents and all. The number applied; a stat when there is none."""
-        try:
-            size = self.path.stat().st_size
-        except FileNotFoundError:
-            return 0
-        if size <= self.offset:
-            return 0
-        try:
-            with self.path.open("rb") as handle:
-                handle.seek(self.offset)
-                data = handle.read(size - self.offset)
-        except OSError as exc:
-            raise InputError(f"simulated host {self.host}: cannot read {self.path}: {exc.strerror}") from None
-        return self._apply(fs, data)
+        # under the host's lock: a change this process makes is written and counted (record) under it too, so a
+        # line is never taken for another process's while it is being written here
+        with fs.lock:
+            try:
+                size = self.path.stat().st_size
+            except FileNotFoundError:
+                return 0
+            if size <= self.offset:
+                return 0
+            try:
+                with self.path.open("rb") as handle:
+                    handle.seek(self.offset)
+                    data = handle.read(size - self.offset)
+            except OSError as exc:
+                raise InputError(f"simulated host {self.host}: cannot read {self.path}: {exc.strerror}") from None
+            return self._apply(fs, data)
 
     def _apply(self, fs: SimSysfs, data: bytes) -> int:
         count = 0
