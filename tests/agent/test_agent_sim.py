@@ -121,3 +121,44 @@ def test_a_heartbeat_for_a_host_the_store_forgot_publishes_it_again(store_url: s
         store.remove("beta")
         again = eventually(lambda: store.host("beta"), "beta published again after `inventory remove`")
     assert again.types
+
+
+def test_systemd_hears_ready_status_watchdog_and_stopping_and_hooks_run(
+    store_url: str, store: FleetStore, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import socket
+
+    from devmig.fleet.records import HostRecord
+
+    path = tmp_path / "notify"
+    server = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    server.bind(str(path))
+    server.settimeout(30)
+    monkeypatch.setenv("NOTIFY_SOCKET", str(path))
+    monkeypatch.setenv("WATCHDOG_USEC", "100000")  # a ping at least every 0.05 s
+    published: list[HostRecord] = []
+
+    def failing(record: HostRecord) -> None:
+        raise RuntimeError("a hook's own failure")
+
+    with agent_thread(fast(store=store_url, host="sim:beta")) as running:
+        running.agent.on_published += [failing, published.append]
+        open_host("sim:beta").sysfs.write(f"{GPU_TYPES}/simgpu-1G/create", UUIDS[0])  # a publish after the hooks
+        messages: list[str] = []
+
+        def status_published() -> bool:
+            messages.append(server.recv(4096).decode())
+            return any(m.startswith("STATUS=published") for m in messages)
+
+        eventually(status_published, "a publish's status")
+        eventually(lambda: any(UUIDS[0] in {d.name for d in r.devices} for r in published), "the hook called")
+    with server:
+        while True:
+            try:
+                server.settimeout(0.5)
+                messages.append(server.recv(4096).decode())
+            except TimeoutError:
+                break
+    assert messages[0].startswith("READY=1\nSTATUS=watching sim events")
+    assert "WATCHDOG=1" in messages and messages[-1] == "STOPPING=1"
+    assert published[-1].name == "beta" and published[-1].generation == store.host("beta").generation
