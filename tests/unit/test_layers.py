@@ -38,7 +38,7 @@ ALLOWED: dict[str, frozenset[str]] = {
     "libvirt": frozenset(
         {"errors", "state", "config", "model", "compat", "host", "migrate", "provision", "fleet", "machine"}
     ),
-    "agent": frozenset({"errors", "signals", "config", "model", "host", "vdpa", "sim", "fleet", "machine"}),
+    "agent": frozenset({"errors", "config", "model", "host", "vdpa", "fleet", "machine"}),
     "cli": frozenset(
         {
             "errors",
