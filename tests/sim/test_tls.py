@@ -487,7 +487,7 @@ def test_settings_choose_one_mode_and_a_config_file_fills_in(tmp_path: Path, pki
     with pytest.raises(InputError, match=r"config file .*: unknown key 'listen' \(known: tls-dir, "):
         Settings.read(config)
     config.write_text("insecure = 1\n")
-    with pytest.raises(InputError, match="insecure must be true or false, not 1"):
+    with pytest.raises(InputError, match="insecure = 1; expected true or false"):
         Settings.read(config)
 
 

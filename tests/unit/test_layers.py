@@ -18,28 +18,33 @@ SRC = Path(__file__).resolve().parents[2] / "src"
 PACKAGE = SRC / "devmig"
 
 #: Each package (or top-level module) of devmig and the ones it may import. Read bottom-up, it is the tree:
-#: model <- compat <- (vdpa, host, migrate) <- (sim, provision, fleet) <- machine <- (tour, libvirt) <- cli.
+#: model <- compat <- (vdpa, host, migrate) <- (sim, provision, fleet) <- machine <- (tour, libvirt, agent) <- cli.
 ALLOWED: dict[str, frozenset[str]] = {
     "errors": frozenset(),
     "signals": frozenset({"errors"}),
     "state": frozenset({"errors"}),
+    "config": frozenset({"errors"}),
     "model": frozenset({"errors"}),
     "compat": frozenset({"errors", "model"}),
     "vdpa": frozenset({"errors"}),
     "host": frozenset({"errors", "model", "vdpa"}),
-    "migrate": frozenset({"errors", "signals", "model", "compat", "host"}),
+    "migrate": frozenset({"errors", "signals", "config", "model", "compat", "host"}),
     "sim": frozenset({"errors", "model", "host", "vdpa", "migrate"}),
     "provision": frozenset({"errors", "signals", "state", "model", "compat", "host"}),
     "fleet": frozenset({"errors", "model", "compat", "host", "vdpa"}),
     "testing": frozenset({"errors", "host", "vdpa"}),
     "machine": frozenset({"errors", "state", "model", "host", "vdpa", "migrate", "sim"}),
     "tour": frozenset({"errors", "model", "compat", "host", "migrate", "provision", "sim", "machine"}),
-    "libvirt": frozenset({"errors", "state", "model", "compat", "host", "migrate", "provision", "fleet", "machine"}),
+    "libvirt": frozenset(
+        {"errors", "state", "config", "model", "compat", "host", "migrate", "provision", "fleet", "machine"}
+    ),
+    "agent": frozenset({"errors", "config", "model", "host", "vdpa", "fleet", "machine"}),
     "cli": frozenset(
         {
             "errors",
             "signals",
             "state",
+            "config",
             "model",
             "compat",
             "vdpa",
@@ -51,6 +56,7 @@ ALLOWED: dict[str, frozenset[str]] = {
             "machine",
             "tour",
             "libvirt",
+            "agent",
         }
     ),
     "__main__": frozenset({"cli"}),

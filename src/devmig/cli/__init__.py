@@ -44,6 +44,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "inventory": ("devmig.cli.fleet:inventory", "Publish a host's inventory to the fleet store, and read it back."),
     "place": ("devmig.cli.fleet:place", "Find the hosts of the fleet that can take a device (and claim one)."),
     "claim": ("devmig.cli.fleet:claim", "List, release or purge the claims `devmig place --claim` made."),
+    "agent": ("devmig.cli.agent", "Keep this host's inventory in the fleet store as its devices change (a service)."),
     "export": ("devmig.cli.export", "Print the fleet's facts for schedulers: Placement traits, Kubernetes labels."),
     "check": ("devmig.cli.check", "Check a source device descriptor against a destination capability."),
     "baseline": ("devmig.cli.baseline", "Find the configuration every given destination capability accepts."),

@@ -1,5 +1,5 @@
-"""`devmig inventory publish|heartbeat|show|remove`, `devmig place` and `devmig claim list|release|purge`: the fleet
-store.
+"""`devmig inventory publish|heartbeat|show|remove|serve-metrics`, `devmig place` and `devmig claim
+list|release|purge`: the fleet store.
 
 Exit codes: 0 done (place: some host can take the device; with --claim, one instance was claimed); 1 nothing can
 take it, no claim could be made, or the store refused; 2 bad input (a URL, a document, an unknown host or claim).
@@ -210,6 +210,44 @@ def show(host_name: str | None, store_url: str | None, json_output: bool, pretty
                 )
             )
         )
+    return ExitCode.OK
+
+
+@inventory.command(name="serve-metrics")
+@click.option(
+    "--listen",
+    metavar="HOST:PORT",
+    default="127.0.0.1:9465",
+    show_default=True,
+    help="Where to serve the metrics (:PORT for every address).",
+)
+@store_option
+def serve_metrics(listen: str, store_url: str | None) -> int:
+    """Serve the store's metrics to Prometheus, read at each scrape: free instances per host type, each host's
+    heartbeat age and inventory generation, active claims per host. Runs until SIGTERM or SIGINT (exit 0)."""
+    import signal
+    import threading
+
+    from prometheus_client import CollectorRegistry
+
+    from devmig.fleet.metrics import StoreCollector, serve
+
+    stop = threading.Event()
+    with _open(store_url) as store:
+        registry = CollectorRegistry()
+        registry.register(StoreCollector(store))
+        server = serve(registry, listen)
+        host, port = server.address
+        click.echo(f"serving {store.shown}'s metrics on http://{host}:{port}/metrics", err=True)
+        previous = signal.signal(signal.SIGTERM, lambda *_: stop.set())
+        try:
+            while not stop.wait(0.5):
+                pass
+        except KeyboardInterrupt:
+            pass
+        finally:
+            signal.signal(signal.SIGTERM, previous)
+            server.close()
     return ExitCode.OK
 
 

@@ -54,3 +54,21 @@ class HostRecord:
     last_seen: float | None = None
     #: the inventory's generation: moved on by each publish that changed it (set by the store)
     generation: int | None = None
+
+
+@dataclass(frozen=True)
+class HostSeen:
+    name: str
+    last_seen: float | None
+    generation: int
+
+
+@dataclass(frozen=True)
+class FleetGauges:
+    """The store's state as metrics want it (devmig.fleet.metrics), read in one transaction."""
+
+    #: (host, parent, type, free instances less active claims) for each host type whose free count is known
+    free: list[tuple[str, str, str, int]]
+    hosts: list[HostSeen]
+    #: active claims per host (hosts without any are absent)
+    claims: dict[str, int]

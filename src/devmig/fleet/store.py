@@ -47,7 +47,14 @@ from sqlalchemy import (
     update,
 )
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import ArgumentError, DBAPIError, NoSuchModuleError, SQLAlchemyError
+from sqlalchemy.exc import (
+    ArgumentError,
+    DBAPIError,
+    InterfaceError,
+    NoSuchModuleError,
+    OperationalError,
+    SQLAlchemyError,
+)
 
 from devmig.compat import check
 from devmig.compat.rank import Rank, candidate_rank
@@ -65,7 +72,7 @@ from devmig.fleet.place import (
     group,
     identity_reason,
 )
-from devmig.fleet.records import DeviceKind, DeviceRecord, HostRecord, TypeRecord
+from devmig.fleet.records import DeviceKind, DeviceRecord, FleetGauges, HostRecord, HostSeen, TypeRecord
 from devmig.model.descriptor import Confidence, DeviceDescriptor, TypeCapability
 from devmig.model.verdict import Verdict
 
@@ -83,7 +90,12 @@ Rejected = tuple[int, str, str]
 
 
 class StoreError(DevmigError):
-    """The store cannot be opened or answered with an error (names the store, never its password)."""
+    """The store cannot be opened or answered with an error (names the store, never its password). `reason` says
+    which: "unavailable" (no connection, or it was lost), else "database" (the database refused the statement)."""
+
+    def __init__(self, message: str, reason: str = "database") -> None:
+        super().__init__(message)
+        self.reason = reason
 
 
 def default_url() -> str:
@@ -217,7 +229,8 @@ class FleetStore:
             yield
         except DBAPIError as exc:
             reason = str(exc.orig).strip().splitlines()[0] if exc.orig is not None else str(exc)
-            raise StoreError(f"store {self.shown}: {what}: {reason}") from None
+            kind = "unavailable" if isinstance(exc, (OperationalError, InterfaceError)) else "database"
+            raise StoreError(f"store {self.shown}: {what}: {reason}", kind) from None
         except SQLAlchemyError as exc:
             raise StoreError(f"store {self.shown}: {what}: {exc}") from None
 
@@ -542,6 +555,31 @@ class FleetStore:
             row.last_seen,
             row.generation,
         )
+
+    def gauges(self, *, now: float | None = None) -> FleetGauges:
+        """What the store-wide metrics show, in one read transaction: each host type's free count less the active
+        claims on it, each host's last sign of life and generation, and the active claims per host."""
+        when = time.time() if now is None else now
+        h, t = schema.hosts, schema.host_types
+        with self._errors("read"), self.engine.connect() as conn, conn.begin():
+            claimed = self._claimed(conn, when)
+            hosts = [
+                HostSeen(row.name, row.last_seen, int(row.generation))
+                for row in conn.execute(select(h.c.name, h.c.last_seen, h.c.generation).order_by(h.c.name))
+            ]
+            free = [
+                (host, parent, type_id, max(0, int(available) - claimed.get((host, parent, type_id), 0)))
+                for host, parent, type_id, available in conn.execute(
+                    select(h.c.name, t.c.parent, t.c.type_id, t.c.available)
+                    .join(h, h.c.id == t.c.host_id)
+                    .where(t.c.available.is_not(None))
+                    .order_by(h.c.name, t.c.parent, t.c.type_id)
+                )
+            ]
+        per_host: Counter[str] = Counter()
+        for (host, _, _), count in claimed.items():
+            per_host[host] += count
+        return FleetGauges(free, hosts, dict(per_host))
 
     def remove(self, name: str) -> None:
         """Forget a host (its types, devices; its claims stay until they expire)."""

@@ -30,13 +30,13 @@ arguments: cancelled too).
 
 from __future__ import annotations
 
-import tomllib
 import uuid as uuidlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Final, Literal
 
+from devmig import config as config_file
 from devmig.errors import DevmigError, ExitCode, InputError
 from devmig.host.access import Host
 from devmig.host.devices import MdevDevice
@@ -70,20 +70,12 @@ class Settings:
     def load(cls, path: Path | None = None) -> Settings:
         """The settings file (CONFIG unless `path`); the defaults when the default file does not exist."""
         chosen = path or CONFIG
-        try:
-            data = tomllib.loads(chosen.read_text(encoding="utf-8"))
-        except FileNotFoundError:
-            if path is None:
-                return cls()
-            raise InputError(f"hook settings {chosen}: no such file") from None
-        except (OSError, UnicodeError, tomllib.TOMLDecodeError) as exc:
-            raise InputError(f"hook settings {chosen}: unreadable ({exc}); expected TOML") from None
-        unknown = sorted(set(data) - {"unannotated"})
-        if unknown:
-            raise InputError(f"hook settings {chosen}: unknown key(s) {', '.join(unknown)}; expected unannotated")
+        data = config_file.read(
+            chosen, "hook settings", {"unannotated": config_file.choice(*POLICIES)}, missing_ok=path is None
+        )
+        if data is None:
+            return cls()
         policy = data.get("unannotated", "refuse")
-        if policy not in POLICIES:
-            raise InputError(f"hook settings {chosen}: unannotated = {policy!r}; expected one of {', '.join(POLICIES)}")
         return cls(policy, str(chosen))
 
 

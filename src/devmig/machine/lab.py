@@ -19,12 +19,14 @@ if TYPE_CHECKING:
     from devmig.migrate.device import MigrationDevice
     from devmig.sim.fs import SimSysfs
     from devmig.sim.lab import Lab, SimHost
+    from devmig.sim.persist import HostLog
+    from devmig.sim.uevent import UeventBus
     from devmig.vdpa.backend import VdpaBackend
 
 SIM_PREFIX = "sim:"
 _labs: dict[str, Lab] = {}
 #: simulated hosts already replayed in this process, by state file
-_attached: set[str] = set()
+_attached: dict[str, HostLog] = {}
 
 
 @dataclass
@@ -32,6 +34,17 @@ class LabHost:
     #: "sim:LAB/HOST" (or "sim:HOST" for the default lab), as the user named it
     name: str
     sim: SimHost
+    #: the log of its changes this process follows (None: a lab this process started itself)
+    log: HostLog | None = None
+
+    def catch_up(self) -> int:
+        """Make the changes other processes made to this host since (its simulated kernel announces each with its
+        uevents); how many."""
+        return 0 if self.log is None else self.log.catch_up(self.sysfs)
+
+    def uevents(self) -> UeventBus:
+        """The simulated kernel's uevents (devmig.sim.uevent)."""
+        return self.sim.kernel.uevents
 
     @property
     def sysfs(self) -> SimSysfs:
@@ -126,9 +139,8 @@ def open_lab_host(spec: str, state_dir: str | None = None) -> LabHost:
     if str(log) not in _attached:
         from devmig.sim.persist import attach
 
-        attach(sim.kernel.fs, log, spec)
-        _attached.add(str(log))
-    return LabHost(name=spec, sim=sim)
+        _attached[str(log)] = attach(sim.kernel.fs, log, spec)
+    return LabHost(name=spec, sim=sim, log=_attached[str(log)])
 
 
 def lab_host(lab: Lab, sim: SimHost) -> LabHost:

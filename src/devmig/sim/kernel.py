@@ -6,6 +6,9 @@ Documentation/driver-api/vfio-mediated-device.rst): writing a UUID to a type's `
 device away (EBUSY while it is open); `driver_override` + `drivers_probe` bind a PCI function; `migration/<param>`
 writes are validated by the vendor driver (EINVAL for a value the type does not allow, EBUSY while the device is
 open). Vendor drivers (devmig.sim.drivers) supply the types, the capacity and the devices' VFIO behaviour.
+
+Like the kernel it broadcasts a uevent for each device added or removed and each driver bound or unbound
+(`uevents`, devmig.sim.uevent), from the code that makes the change.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ from typing import Protocol
 
 from devmig.sim.fs import SimSysfs, kernel_error, static
 from devmig.sim.params import DriverCapability, DriverParam
+from devmig.sim.uevent import UeventBus
 from devmig.sim.vfio import ParamValue, SimVfioDevice
 
 PCI_DEVICES = "sys/bus/pci/devices"
@@ -99,6 +103,8 @@ class SimKernel:
         self.pci_drivers: dict[str, PciDriver] = {}
         self.pci_devices: dict[str, SimVfioDevice] = {}
         self._next_group = 1
+        #: the kernel's uevents, as its netlink socket broadcasts them
+        self.uevents = UeventBus()
         self.fs.add_file("proc/sys/kernel/osrelease", static(osrelease))
         for rel in ("sys/class/mdev_bus", "sys/bus/mdev/devices", PCI_DEVICES, "sys/bus/pci/drivers", "etc/mdevctl.d"):
             self.fs.mkdir(rel)
@@ -114,6 +120,11 @@ class SimKernel:
             self.fs.add_file(f"sys/module/{name}/version", static(version))
         if srcversion is not None:
             self.fs.add_file(f"sys/module/{name}/srcversion", static(srcversion))
+        self.uevents.emit("add", "module", f"sys/module/{name}")
+
+    def remove_module(self, name: str) -> None:
+        self.fs.remove(f"sys/module/{name}")
+        self.uevents.emit("remove", "module", f"sys/module/{name}")
 
     # -- PCI -----------------------------------------------------------------------------------------------------
 
@@ -173,6 +184,7 @@ class SimKernel:
         if capability is not None:
             self.fs.add_file(f"{fn.path}/migration_info.json", static(capability.document()))
             self._param_files(f"{fn.path}/migration", capability, fn.params, fn.address)
+        self.uevents.emit("bind", "pci", fn.path, DRIVER=name, PCI_SLOT_NAME=fn.address)
 
     def _unbind(self, driver: str, text: str) -> None:
         address = text.strip()
@@ -187,6 +199,7 @@ class SimKernel:
         self.fs.remove(f"{fn.path}/migration_info.json")
         self.fs.remove(f"{fn.path}/migration")
         self.fs.remove(f"sys/bus/pci/drivers/{driver}/{address}")
+        self.uevents.emit("unbind", "pci", fn.path, DRIVER=driver, PCI_SLOT_NAME=fn.address)
 
     def _bind(self, driver: str, text: str) -> None:
         fn = self.pci.get(text.strip())
@@ -195,6 +208,14 @@ class SimKernel:
         if fn.driver is not None:
             raise kernel_error(errno.EBUSY)
         self._attach(fn, driver)
+
+    def bind_pci(self, address: str, driver: str) -> None:
+        self._bind(driver, address)
+
+    def unbind_pci(self, address: str) -> None:
+        fn = self.pci[address]
+        if fn.driver is not None:
+            self._unbind(fn.driver, address)
 
     def _drivers_probe(self, text: str) -> None:
         fn = self.pci.get(text.strip())
@@ -227,6 +248,15 @@ class SimKernel:
             fs.add_file(f"{tdir}/create", write=partial(self._create, name, type_id))
             if stype.capability is not None:
                 fs.add_file(f"{tdir}/migration_info.json", static(stype.capability.document()))
+
+    def remove_mdev_parent(self, name: str) -> None:
+        """The parent's driver goes (mdev_unregister_parent): its devices are removed, then its types."""
+        path, _ = self.parents[name]
+        for uuid in [m.uuid for m in self.mdevs.values() if m.parent == name]:
+            self.remove_mdev(uuid)
+        del self.parents[name]
+        self.fs.remove(f"{path}/mdev_supported_types")
+        self.fs.remove(f"sys/class/mdev_bus/{name}")
 
     def _available_text(self, parent: str, type_id: str) -> str:
         return f"{self.available(parent, type_id)}\n"
@@ -282,6 +312,8 @@ class SimKernel:
                 uuid,
                 None if check is None else partial(self._check_mdev_param, check, mdev),
             )
+        self.uevents.emit("add", "mdev", dev, MDEV_TYPE=type_id)
+        self.uevents.emit("bind", "mdev", dev, DRIVER=driver.name)
         return mdev
 
     def _check_mdev_param(self, check: Callable[..., None], mdev: SimMdev, name: str, value: ParamValue) -> None:
@@ -334,10 +366,12 @@ class SimKernel:
 
     def remove_mdev(self, uuid: str) -> None:
         mdev = self.mdevs.pop(uuid)
-        path, _ = self.parents[mdev.parent]
+        path, driver = self.parents[mdev.parent]
+        self.uevents.emit("unbind", "mdev", f"{path}/{uuid}", DRIVER=driver.name)
         self.fs.remove(f"{path}/{uuid}")
         self.fs.remove(f"{path}/mdev_supported_types/{mdev.type_id}/devices/{uuid}")
         self.fs.remove(f"sys/bus/mdev/devices/{uuid}")
+        self.uevents.emit("remove", "mdev", f"{path}/{uuid}", MDEV_TYPE=mdev.type_id)
 
     # -- s390 ----------------------------------------------------------------------------------------------------
 

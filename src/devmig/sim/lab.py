@@ -7,6 +7,7 @@ documented in docs/simulator.md; `devmig.sim.labs/default.yaml` is the lab `devm
 
 from __future__ import annotations
 
+import errno
 import json
 from functools import cache
 from importlib import resources
@@ -20,8 +21,9 @@ from devmig.model.load import json_path, validate_document
 from devmig.sim.drivers import gpu as gpu_driver
 from devmig.sim.drivers.nic import SimNic
 from devmig.sim.drivers.s390 import vfio_ap, vfio_ccw
+from devmig.sim.fs import kernel_error
 from devmig.sim.kernel import SimKernel
-from devmig.sim.persist import PersistentVdpa
+from devmig.sim.persist import PersistentVdpa, extend
 
 DEFAULT_LAB = "default"
 
@@ -84,7 +86,8 @@ class SimHost:
         self.kernel = SimKernel(f"{lab}/{spec.name}", osrelease=spec.kernel)
         self.running: list[str] = []
         # its changes are logged with the sysfs changes, for the next command on this host (devmig.sim.persist)
-        self.vdpa = PersistentVdpa(self.kernel.fs) if spec.vdpa else None
+        self.vdpa = PersistentVdpa(self.kernel.fs, uevents=self.kernel.uevents) if spec.vdpa else None
+        extend(self.kernel.fs, "module", self._reload)
         for gpu in spec.gpus:
             self._add_gpu(gpu)
         for nic in spec.nics:
@@ -132,6 +135,41 @@ class SimHost:
         """A VM opens the device and runs: its guest changes the state from now on."""
         self.kernel.vfio_device(device).open()
         self.running.append(device)
+
+    def reload_driver(self, name: str, release: str) -> None:
+        """A driver upgrade: `modprobe -r NAME; modprobe NAME` with `release` installed, kept in the host's log like
+        its other changes. Only simgpu: each GPU's mdevs are removed (EBUSY, as rmmod's "in use", while one is
+        open), the GPUs unbound, the module replaced, and the GPUs bound again with the new release's types."""
+        with self.kernel.fs.lock:
+            self._reload(name, release)
+            for observer in self.kernel.fs.observers:
+                observer("module", name, release)
+
+    def _reload(self, name: str, release: str) -> None:
+        kernel = self.kernel
+        if name != gpu_driver.SimGpuDriver.name:
+            raise InputError(f"lab host {self.name}: the simulator reloads simgpu only, not {name}")
+        gpus = {
+            address: driver
+            for address, (_, driver) in kernel.parents.items()
+            if isinstance(driver, gpu_driver.SimGpuDriver)
+        }
+        if not gpus:
+            raise InputError(f"lab host {self.name}: has no simgpu GPU whose driver could be reloaded")
+        if any(kernel.is_open(m.uuid) for m in kernel.mdevs.values() if m.parent in gpus):
+            raise kernel_error(errno.EBUSY)
+        try:
+            new = {a: gpu_driver.SimGpuDriver(release=release, memory_mb=d.memory_mb) for a, d in gpus.items()}
+        except ValueError as exc:
+            raise InputError(f"lab host {self.name}: {exc}") from None
+        for address in gpus:
+            kernel.remove_mdev_parent(address)
+            kernel.unbind_pci(address)
+        kernel.remove_module(name)
+        kernel.add_module(name, version=release)
+        for address, driver in new.items():
+            kernel.bind_pci(address, name)
+            kernel.add_mdev_parent(address, kernel.pci[address].path, driver)
 
 
 class Lab:

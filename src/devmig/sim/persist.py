@@ -24,6 +24,7 @@ from weakref import WeakKeyDictionary
 from devmig.errors import DevmigError, InputError
 from devmig.host.sysfs import SysfsError
 from devmig.sim.fs import SimSysfs
+from devmig.sim.uevent import UeventBus
 from devmig.sim.vdpa import SimMgmtDevSpec, SimVdpa
 from devmig.vdpa.records import VdpaDev
 
@@ -55,6 +56,9 @@ class HostLog:
     def __init__(self, path: Path, host: str) -> None:
         self.path, self.host = path, host
         self.offset = 0
+        #: the lines applied or written so far
+        self.lines = 0
+        self._applying = False
 
     def replay(self, fs: SimSysfs) -> int:
         """Apply the logged changes to a freshly built host; the number applied."""
@@ -64,27 +68,59 @@ class HostLog:
             return 0
         except OSError as exc:
             raise InputError(f"simulated host {self.host}: cannot read {self.path}: {exc.strerror}") from None
+        return self._apply(fs, data)
+
+    def catch_up(self, fs: SimSysfs) -> int:
+        """Apply the changes other processes logged since this one last read the log: how a process that only
+        watches a host (the agent) sees what `devmig mdev create --host sim:...` did elsewhere. Its simulated kernel
+        makes each change again, uevents and all. The number applied; a stat when there is none."""
+        # under the host's lock: a change this process makes is written and counted (record) under it too, so a
+        # line is never taken for another process's while it is being written here
+        with fs.lock:
+            try:
+                size = self.path.stat().st_size
+            except FileNotFoundError:
+                return 0
+            if size <= self.offset:
+                return 0
+            try:
+                with self.path.open("rb") as handle:
+                    handle.seek(self.offset)
+                    data = handle.read(size - self.offset)
+            except OSError as exc:
+                raise InputError(f"simulated host {self.host}: cannot read {self.path}: {exc.strerror}") from None
+            return self._apply(fs, data)
+
+    def _apply(self, fs: SimSysfs, data: bytes) -> int:
         count = 0
         appliers = _appliers(fs)
-        for number, line in enumerate(data.splitlines(keepends=True), 1):
-            if not line.endswith(b"\n"):
-                break  # a torn last line: that change was never acknowledged
-            try:
-                entry = json.loads(line)
-                op, rel, text = entry["op"], entry["path"], entry.get("text")
-                if op not in appliers:
-                    raise ValueError(f"unknown operation {op!r}")
-                appliers[op](rel, text)
-            except (ValueError, KeyError, TypeError, SysfsError, DevmigError) as exc:
-                raise InputError(
-                    f"simulated host {self.host}: change {number} in {self.path} no longer applies ({exc}); the lab "
-                    "file changed since: run `devmig lab --reset` to start the lab afresh"
-                ) from None
-            count += 1
-            self.offset += len(line)
+        self._applying = True  # the changes replayed are not logged again
+        try:
+            for line in data.splitlines(keepends=True):
+                if not line.endswith(b"\n"):
+                    break  # a torn last line: that change was never acknowledged (or is being written)
+                try:
+                    entry = json.loads(line)
+                    op, rel, text = entry["op"], entry["path"], entry.get("text")
+                    if op not in appliers:
+                        raise ValueError(f"unknown operation {op!r}")
+                    appliers[op](rel, text)
+                except (ValueError, KeyError, TypeError, OSError, SysfsError, DevmigError) as exc:
+                    raise InputError(
+                        f"simulated host {self.host}: change {self.lines + 1} in {self.path} no longer applies "
+                        f"({exc}); the lab file changed since: run `devmig lab --reset` to start the lab "
+                        "afresh"
+                    ) from None
+                count += 1
+                self.lines += 1
+                self.offset += len(line)
+        finally:
+            self._applying = False
         return count
 
     def record(self, op: str, rel: str, text: str | None) -> None:
+        if self._applying:
+            return
         line = json.dumps({"op": op, "path": rel, "text": text}, separators=(",", ":")).encode() + b"\n"
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
@@ -103,6 +139,7 @@ class HostLog:
                 )
             os.write(fd, line)
             self.offset += len(line)
+            self.lines += 1
         finally:
             os.close(fd)
 
@@ -120,8 +157,10 @@ class PersistentVdpa(SimVdpa):
     (there is no tree to replay), so `dev add`, `dev del` and `dev set` are logged as requests ("vdpa" lines whose
     path is the request and text its arguments) and replayed as the same requests."""
 
-    def __init__(self, fs: SimSysfs, mgmtdevs: list[SimMgmtDevSpec] | None = None) -> None:
-        super().__init__(mgmtdevs)
+    def __init__(
+        self, fs: SimSysfs, mgmtdevs: list[SimMgmtDevSpec] | None = None, *, uevents: UeventBus | None = None
+    ) -> None:
+        super().__init__(mgmtdevs, uevents=uevents)
         self._fs = fs
         extend(fs, "vdpa", self._replay)
 

@@ -35,6 +35,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 
 from devmig.errors import InputError
+from devmig.sim.uevent import UeventBus
 from devmig.vdpa.backend import VdpaError
 from devmig.vdpa.family import (
     NET_ATTRS_MASK,
@@ -192,6 +193,14 @@ class SimMgmtDevSpec:
         return self.supported_features if self.device_features is None else self.device_features
 
 
+def _devpath(spec: SimMgmtDevSpec, name: str) -> str:
+    """Where a vdpa device sits in sysfs: vdpa_sim registers it with no parent (/sys/devices/NAME); a PCI
+    management device's devices sit below the function."""
+    if spec.bus_name == "pci":
+        return f"devices/pci{spec.dev_name.rsplit(':', 1)[0]}/{spec.dev_name}/{name}"
+    return f"devices/{name}"
+
+
 def vdpasim_net() -> SimMgmtDevSpec:
     """vdpa_sim_net's management device (drivers/vdpa/vdpa_sim/vdpa_sim_net.c)."""
     return SimMgmtDevSpec(
@@ -272,7 +281,13 @@ class _SimDev:
 class SimVdpa:
     """The vdpa family of one simulated host. `privileged=False` plays a caller without CAP_NET_ADMIN."""
 
-    def __init__(self, mgmtdevs: Iterable[SimMgmtDevSpec] | None = None, *, privileged: bool = True) -> None:
+    def __init__(
+        self,
+        mgmtdevs: Iterable[SimMgmtDevSpec] | None = None,
+        *,
+        privileged: bool = True,
+        uevents: UeventBus | None = None,
+    ) -> None:
         specs = list(mgmtdevs) if mgmtdevs is not None else [vdpasim_net(), vdpasim_blk()]
         handles = [spec.handle for spec in specs]
         duplicates = sorted({h for h in handles if handles.count(h) > 1})
@@ -281,6 +296,9 @@ class SimVdpa:
         self._mgmtdevs = specs
         self._devices: dict[str, _SimDev] = {}
         self.privileged = privileged
+        #: the kernel's uevents: a device added to or removed from the vdpa bus is one (the family itself has no
+        #: multicast group to announce it)
+        self.uevents = uevents if uevents is not None else UeventBus()
 
     # --- the family ------------------------------------------------------------------------------------------
 
@@ -390,13 +408,15 @@ class SimVdpa:
             max_vqp=vqp,
             status=NET_S_LINK_UP if spec.link_up else 0,
         )
+        self.uevents.emit("add", "vdpa", _devpath(spec, name))
         return self.device(name)
 
     def delete(self, name: str) -> None:
         request = f"dev del {name}"
         self._check_admin(request)
-        self._find(name, request)
+        dev = self._find(name, request)
         del self._devices[name]
+        self.uevents.emit("remove", "vdpa", _devpath(dev.spec, name))
 
     def config(self, name: str) -> DevConfig:
         request = f"dev config show {name}"

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import os
-import tomllib
 from collections.abc import Iterable
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import Any, ClassVar, Final
 
+from devmig import config as config_file
 from devmig.errors import InputError
 from devmig.migrate.tls.channel import CA_FILE, FILES, Role, TlsConfig
 
@@ -57,22 +57,7 @@ class Settings:
     def read(cls, path: str | os.PathLike[str]) -> Settings:
         """A TOML file with the options' names as keys; relative paths are taken from the file's directory."""
         where = Path(path)
-        try:
-            document = tomllib.loads(where.read_text())
-        except OSError as exc:
-            raise InputError(f"cannot read config file {where}: {exc.strerror or exc}") from None
-        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-            raise InputError(f"config file {where}: not TOML ({exc})") from None
-        values: dict[str, Any] = {}
-        for key, value in document.items():
-            name = key.replace("-", "_")
-            kind = _KEYS.get(name)
-            if kind is None:
-                known = ", ".join(k.replace("_", "-") for k in _KEYS)
-                raise InputError(f"config file {where}: unknown key {key!r} (known: {known})")
-            if not _fits(value, kind):
-                raise InputError(f"config file {where}: {key} must be {_KINDS[kind]}, not {value!r}")
-            values[name] = where.parent / value if kind == "path" else tuple(value) if kind == "names" else value
+        values = config_file.read(where, "config file", _KEYS) or {}
         return cls(**values, origin=f"config file {where}")
 
     def given(self, names: Iterable[str]) -> bool:
@@ -140,16 +125,15 @@ class Settings:
 
 #: a config file's keys -> their kind
 _KEYS: Final = {
-    "tls_dir": "path",
-    "tls_ca": "path",
-    "tls_cert": "path",
-    "tls_key": "path",
-    "psk_file": "path",
-    "insecure": "bool",
-    "tls_peer": "str",
-    "tls_allow": "names",
+    "tls_dir": config_file.PATH,
+    "tls_ca": config_file.PATH,
+    "tls_cert": config_file.PATH,
+    "tls_key": config_file.PATH,
+    "psk_file": config_file.PATH,
+    "insecure": config_file.BOOL,
+    "tls_peer": config_file.STR,
+    "tls_allow": config_file.NAMES,
 }
-_KINDS: Final = {"path": "a path (a string)", "bool": "true or false", "str": "a string", "names": "a list of names"}
 _MODES: Final = {
     "certificates": ("tls_dir", "tls_ca", "tls_cert", "tls_key"),
     "psk": ("psk_file",),
@@ -160,14 +144,6 @@ _MODE_OPTIONS: Final = {
     "psk": "a pre-shared key (--psk-file)",
     "insecure": "--insecure",
 }
-
-
-def _fits(value: Any, kind: str) -> bool:
-    if kind == "bool":
-        return isinstance(value, bool)
-    if kind == "names":
-        return isinstance(value, list) and all(isinstance(v, str) and v for v in value)
-    return isinstance(value, str) and bool(value)
 
 
 def settings(given: Settings, config: str | os.PathLike[str] | None) -> Settings:
