@@ -124,10 +124,11 @@ def test_settings_come_from_the_file_under_the_command_line(tmp_path: Path) -> N
         load({}, tmp_path / "missing.toml")
 
 
-def test_nfd_export_is_refused_until_it_is_wired_in(tmp_path: Path) -> None:
+def test_the_nfd_hook_needs_an_existing_directory(tmp_path: Path) -> None:
     assert published_hooks(AgentConfig()) == []
-    with pytest.raises(InputError, match="NFD export not available"):
-        published_hooks(AgentConfig(nfd_dir=tmp_path))
+    assert len(published_hooks(AgentConfig(nfd_dir=tmp_path))) == 1
+    with pytest.raises(InputError, match=r"nfd-dir .*missing \(the defaults or --nfd-dir\): no such directory"):
+        published_hooks(AgentConfig(nfd_dir=tmp_path / "missing"))
 
 
 @pytest.mark.parametrize(

@@ -210,7 +210,7 @@ def test_bad_settings_are_one_line_and_exit_2(tmp_path: Path) -> None:
     config.write_text("debounce = -1\n")
     for args, expected in (
         (["--config", str(config)], f"config file {config}: debounce = -1; expected a number of seconds (0: off)"),
-        (["--nfd-dir", str(tmp_path)], "NFD export not available"),
+        (["--nfd-dir", str(tmp_path / "missing")], "no such directory: expected nfd-worker's features.d"),
         (["--host", "sim:nowhere"], "lab default: no host nowhere"),
         (["--host", "sim:beta", "--metrics-address", "nonsense"], "metrics address 'nonsense': expected HOST:PORT"),
     ):

@@ -162,3 +162,28 @@ def test_systemd_hears_ready_status_watchdog_and_stopping_and_hooks_run(
     assert messages[0].startswith("READY=1\nSTATUS=watching sim events")
     assert "WATCHDOG=1" in messages and messages[-1] == "STOPPING=1"
     assert published[-1].name == "beta" and published[-1].generation == store.host("beta").generation
+
+
+def test_the_agent_keeps_the_nfd_feature_file_current(store_url: str, store: FleetStore, tmp_path: Path) -> None:
+    """--nfd-dir: the host's labels in nfd-worker's features.d after each publish, renewed on heartbeats, and
+    changed when the host's devices change (a driver upgrade moves its highest accepted minor)."""
+    from devmig.fleet.nfd import FEATURE_FILE
+
+    features = tmp_path / "features.d"
+    features.mkdir()
+    path = features / FEATURE_FILE
+
+    def labels() -> dict[str, str]:
+        if not path.exists():
+            return {}
+        lines = path.read_text().splitlines()
+        return dict(line.split("=", 1) for line in lines if line and not line.startswith("#"))
+
+    with agent_thread(fast(store=store_url, host="sim:beta", heartbeat_interval=0.2, nfd_dir=features)):
+        first = eventually(labels, "the feature file written after the first publish")
+        minors = {k: v for k, v in first.items() if "simgpu-2G" in k and ".minor." in k}
+        assert minors and set(minors.values()) == {"2"}, first  # beta's simgpu 1.2.0
+        assert [line for line in path.read_text().splitlines() if line.startswith("# +expiry-time=")]
+        assert not [p for p in features.iterdir() if p.name.startswith(".")]  # no dot-file left behind
+        open_lab_host("sim:beta").sim.reload_driver("simgpu", "1.3.0")
+        eventually(lambda: {labels().get(k) for k in minors} == {"3"}, "the labels follow the driver upgrade")

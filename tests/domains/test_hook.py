@@ -79,7 +79,8 @@ def test_a_host_that_cannot_take_a_device_refuses_with_every_reason_and_changes_
     assert result.code == ExitCode.REFUSED and result.stdout == ""
     lines = result.stderr.splitlines()
     assert (
-        lines[0].startswith("devmig: sim:t/n cannot take domain vm1 (1de7bf4e-") and "nothing was prepared" in lines[0]
+        lines[0].startswith("devmig: sim:t/n (n) cannot take domain vm1 (1de7bf4e-")
+        and "nothing was prepared" in lines[0]
     )
     assert any(
         f"hostdev #1 mdev {GPU_UUID} (vfio-pci simgpu-2G, version 1.2.0): no compatible device" in x for x in lines

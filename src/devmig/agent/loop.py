@@ -179,6 +179,8 @@ class Agent:
         self.clock, self.wall, self.draw = clock, wall, draw
         #: called with the record as stored after each successful publish (a failing hook is logged, not fatal)
         self.on_published: list[Hook] = published_hooks(config)
+        #: the record the store holds for this host, as last published (None before the first publish)
+        self._stored: HostRecord | None = None
         self.state = _State()
         self.host: AnyHost | None = None
         self.name = ""
@@ -431,6 +433,8 @@ class Agent:
             else:
                 s.heartbeat_failures = 0
                 log.debug("%s: heartbeat", self.name)
+                if self._stored is not None:
+                    self._run_hooks(self._stored)  # still current: renew what expires (the NFD file)
             return
         self.metrics.failures.labels(outcome.reason or "internal").inc()
         if job.kind == "heartbeat":
@@ -468,10 +472,16 @@ class Agent:
         for warning in stored.warnings:
             log.warning("%s: %s", stored.name, warning)
         self.notifier.status(f"published generation {stored.generation}: {len(stored.types)} types")
+        self._stored = stored
+        self._run_hooks(stored)
+
+    def _run_hooks(self, stored: HostRecord) -> None:
         for hook in self.on_published:
             try:
                 hook(stored)
-            except Exception:  # a hook's failure is its own: the publish stands
+            except DevmigError as exc:  # a hook's failure is its own: the publish stands
+                log.error("%s: after the publish: %s", stored.name, exc)
+            except Exception:
                 log.exception("%s: a hook after the publish failed", stored.name)
 
     def _do_reload(self) -> None:

@@ -193,11 +193,17 @@ def _judge(ctx: Context, devices: list[_Device], profiles: list[Profile]) -> Non
             device.problems.append(f"{head}: {' | '.join(reasons)}")
 
 
+def _host_label(host: Host) -> str:
+    """The host as the operator reading virsh's error on the source knows it: by its hostname (devmig's own name of
+    this machine, "local", says nothing there), and a lab host by its devmig name too."""
+    return host.hostname if host.name == "local" else f"{host.name} ({host.hostname})"
+
+
 def _refusal(xml: DomainXml, host: Host, devices: list[_Device], prepared: bool) -> HookResult:
     failing = [d for d in devices if d.problems]
     undone = "what was prepared was released" if prepared else "nothing was prepared"
     lines = [
-        f"devmig: {host.name} cannot take {xml.what} ({xml.uuid}): {len(failing)} of {len(devices)} device(s) "
+        f"devmig: {_host_label(host)} cannot take {xml.what} ({xml.uuid}): {len(failing)} of {len(devices)} device(s) "
         f"refused; {undone}"
     ]
     lines += [f"  {d.label}: {'; '.join(d.problems)}" for d in failing]

@@ -265,6 +265,7 @@ def test_an_incompatible_vm_is_refused_before_qemu_starts_and_fails_late_without
     hooked, hooked_s = timed(lambda: migrate(a, "vm-b", b, 49154, "--xml", str(dest_xml)))
     assert hooked.returncode == 1
     assert "Hook script execution failed" in hooked.stderr and "migrate begin" in hooked.stderr
+    assert "devmig: hostb cannot take domain vm-b (6c1d4b0f-8e32-4f90-8b7c-3d5e7f901b22)" in hooked.stderr
     assert f"the XML names mdev {chosen} (mtty/mtty-1) here, which cannot take it: {nr_ports}" in hooked.stderr
     assert not b.qemu_log("vm-b").exists()  # QEMU never started on hostb
     assert b.domains(inactive=True) == [] and a.domains() == ["vm-b"]
