@@ -182,6 +182,25 @@ def test_preflight_annotate_then_libvirts_live_migration() -> None:
 
 
 @needs_libvirt
+def test_the_migration_uri_and_listen_address_reach_libvirt_as_typed_parameters() -> None:
+    """A dedicated migration network (virsh's --migrateuri and --listen-address; the kernel lab's loopback)."""
+    import libvirt
+
+    from devmig.libvirt.migration import migration_params
+
+    assert migration_params(None, None) == {}
+    params = migration_params("tcp://10.1.0.2:49152", "10.1.0.2")
+    assert params == {
+        libvirt.VIR_MIGRATE_PARAM_URI: "tcp://10.1.0.2:49152",
+        libvirt.VIR_MIGRATE_PARAM_LISTEN_ADDRESS: "10.1.0.2",
+    }
+    dom = FakeDomain([])
+    run(dom, params=params)
+    (call,) = [c for c in dom.calls if isinstance(c, tuple) and c[0] == "migrateToURI3"]
+    assert call[2] == {"migrate_uri": "tcp://10.1.0.2:49152", "listen_address": "10.1.0.2"}
+
+
+@needs_libvirt
 def test_a_transient_domain_over_tls_keeps_no_definition_to_move() -> None:
     import libvirt
 

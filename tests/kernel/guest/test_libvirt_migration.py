@@ -228,6 +228,7 @@ def test_a_compatible_vm_lands_on_the_mdev_the_hook_prepared_and_the_source_lets
         "vfio_bytes_query_migrate": vfio_bytes,
         "query_migrate_errors": sorted(set(QUERY_ERRORS)),
         "devmig_libvirt_migrate_s": back_s,
+        "devmig_libvirt_migrate_output": back.stdout,
     }
 
 
