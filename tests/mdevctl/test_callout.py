@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -251,3 +252,37 @@ def test_the_cli_routes_the_callout_without_click(tree: SysfsTree, capsys: pytes
     # the click command (as after a group option) gives the same answer
     assert main(["--debug", "mdevctl", "callout", "--sysfs-root", str(tree.root), *args]) == OK
     assert capsys.readouterr().out == quick and json.loads(quick)[0] == {"migration/new-feature": "0"}
+
+
+# -- what a callout run loads (not timed: docs/performance.md has the figures) ------------------------------------
+
+PROBE = """
+import json, sys
+from devmig.cli import main
+code = main(sys.argv[1:])
+sys.stderr.write(json.dumps(sorted(sys.modules)) + "\\n")
+sys.exit(code)
+"""
+
+
+def loaded(tree: SysfsTree, args: list[str], stdin: Any, expect: int) -> set[str]:
+    env = {k: v for k, v in os.environ.items() if k not in ("DEVMIG_SYSFS_ROOT", "DEVMIG_HOST")}
+    argv = [sys.executable, "-c", PROBE, "mdevctl", "callout", "--sysfs-root", str(tree.root), "--", *args]
+    proc = subprocess.run(argv, input=json.dumps(stdin), capture_output=True, text=True, env=env, timeout=60)
+    assert proc.returncode == expect, proc.stderr
+    return set(json.loads(proc.stderr.splitlines()[-1]))
+
+
+def test_a_callout_with_nothing_to_judge_loads_neither_click_nor_pydantic(tree: SysfsTree) -> None:
+    for event, action in [("pre", "define"), ("post", "define")]:
+        names = loaded(tree, argv(event, action, NIC_TYPE, NIC), config(NIC_TYPE, ("vendor_knob", "1")), NOT_HANDLED)
+        assert not names & {"click", "pydantic", "devmig.host.profile", "devmig.compat"}
+
+
+def test_a_declared_type_is_judged_without_the_profiles(tree: SysfsTree) -> None:
+    names = loaded(tree, argv("pre", "define", NIC_TYPE, NIC), config(NIC_TYPE, ("migration/mode", "safe")), OK)
+    assert "devmig.compat.attributes" in names and not names & {"click", "devmig.host.profile"}
+    names = loaded(
+        tree, argv("pre", "define", "mtty-1", "mtty"), config("mtty-1", ("migration/nr_ports", "1")), REFUSED
+    )
+    assert {"devmig.host.profile", "devmig.host.profiles"} <= names  # the shipped profiles, read

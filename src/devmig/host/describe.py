@@ -16,18 +16,21 @@ import re
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from pydantic import ValidationError
 
 from devmig.errors import DevmigError, InputError
 from devmig.host.devices import MdevDevice, MdevType, PciFunction, Subchannel
 from devmig.host.inventory import Device, Inventory
-from devmig.host.profile import Profile, ValueSource
 from devmig.host.sysfs import SysfsError
 from devmig.model.descriptor import DeviceAddress, DeviceDescriptor, ModelSpec, TypeCapability
 from devmig.model.load import parse_document, problem
 from devmig.model.params import ParamSpec, ParamValue, value_from_text
 from devmig.model.version import SoftwareVersion
+
+if TYPE_CHECKING:  # types only: a declared type is described without the profile models (the mdevctl callout)
+    from devmig.host.profile import Profile, ValueSource
 
 _NUMBERS_RE = re.compile(r"[0-9]+")
 UNVERIFIED_VERSION = "0.0.0"

@@ -226,9 +226,11 @@ def answer(
         found = _type_dir(host, request)
         if found is None:
             return Answer(NOT_HANDLED)
-        if handling == "attributes" and not host.exists(f"{found[1]}/migration_info.json"):
+        declared = host.exists(f"{found[1]}/migration_info.json")
+        if handling == "attributes" and not declared:
             return Answer(NOT_HANDLED)  # no driver interface: the device has no migration/ attributes to report
-        cap = capability(host, request, *found, profiles())
+        # a declared type is described from its own file: the profiles (a third of a second to load) are not read
+        cap = capability(host, request, *found, [] if declared else profiles())
         if cap.confidence == "unverified":
             return Answer(NOT_HANDLED)
         return check(request, attrs, cap) if handling == "check" else live_attributes(host, request, cap)
