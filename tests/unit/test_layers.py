@@ -18,12 +18,14 @@ SRC = Path(__file__).resolve().parents[2] / "src"
 PACKAGE = SRC / "devmig"
 
 #: Each package (or top-level module) of devmig and the ones it may import. Read bottom-up, it is the tree:
-#: model <- compat <- (vdpa, host, migrate) <- (sim, provision, fleet) <- machine <- (tour, libvirt, agent) <- cli.
+#: model <- compat <- (vdpa, host, migrate) <- (sim, provision, fleet) <- machine <- (tour, libvirt, agent) <- cli;
+#: mdevctl (the callout) sits on host and compat only, and dropin (a script in another program's directory) on errors.
 ALLOWED: dict[str, frozenset[str]] = {
     "errors": frozenset(),
     "signals": frozenset({"errors"}),
     "state": frozenset({"errors"}),
     "config": frozenset({"errors"}),
+    "dropin": frozenset({"errors"}),
     "model": frozenset({"errors"}),
     "compat": frozenset({"errors", "model"}),
     "vdpa": frozenset({"errors"}),
@@ -36,8 +38,9 @@ ALLOWED: dict[str, frozenset[str]] = {
     "machine": frozenset({"errors", "state", "model", "host", "vdpa", "migrate", "sim"}),
     "tour": frozenset({"errors", "model", "compat", "host", "migrate", "provision", "sim", "machine"}),
     "libvirt": frozenset(
-        {"errors", "state", "config", "model", "compat", "host", "migrate", "provision", "fleet", "machine"}
+        {"errors", "state", "config", "dropin", "model", "compat", "host", "migrate", "provision", "fleet", "machine"}
     ),
+    "mdevctl": frozenset({"errors", "dropin", "model", "compat", "host"}),
     "agent": frozenset({"errors", "config", "model", "host", "vdpa", "fleet", "machine"}),
     "cli": frozenset(
         {
@@ -56,6 +59,7 @@ ALLOWED: dict[str, frozenset[str]] = {
             "machine",
             "tour",
             "libvirt",
+            "mdevctl",
             "agent",
         }
     ),

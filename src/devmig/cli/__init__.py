@@ -50,6 +50,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "baseline": ("devmig.cli.baseline", "Find the configuration every given destination capability accepts."),
     "schema": ("devmig.cli.schema", "Print the JSON Schema of a devmig format."),
     "libvirt": ("devmig.cli.libvirt", "Carry descriptors in libvirt domains' metadata; preflight and migrate them."),
+    "mdevctl": ("devmig.cli.mdevctl", "mdevctl's callout: judge the migration/ attributes of the mdevs it defines."),
 }
 
 #: An unexpected exception is a bug in devmig, not bad input: it gets its own code.

@@ -1,5 +1,5 @@
-"""The hot read-only command lines, run without click: `devmig list` and `devmig types` on this machine, and
-`devmig --help`.
+"""The hot read-only command lines, run without click: `devmig list` and `devmig types` on this machine,
+`devmig --help`, and `devmig mdevctl callout` (mdevctl runs it around every operation; it reads its own arguments).
 
 Loading click (and what it loads) takes longer than `mdevctl types` takes in all. `run_quick` reads the command
 lines it knows exactly as click would, and runs the same code as the click commands (devmig.cli.discovery); for any
@@ -27,6 +27,7 @@ VALUE_OPTIONS: dict[str, dict[str, str]] = {
 }
 FORMATS = ("devmig", "mdevctl")
 HELP = (["--help"], ["-h"])
+HELP_FLAGS = frozenset({"--help", "-h"})
 
 Values = dict[str, str | bool]
 
@@ -112,6 +113,11 @@ def _help() -> int:
 
 def run_quick(args: Sequence[str]) -> int | None:
     """The exit status of a command line run here, or None when click is to run it."""
+    if list(args[:2]) == ["mdevctl", "callout"] and not HELP_FLAGS.intersection(args[2:3]):
+        # mdevctl runs its callouts for every operation: the callout parses its own arguments (mdevctl's)
+        from devmig.mdevctl.callout import main
+
+        return main(args[2:])
     if os.environ.get("_DEVMIG_COMPLETE") or os.environ.get("DEVMIG_HOST"):
         return None
     if list(args) in HELP:

@@ -35,6 +35,11 @@ CODES: dict[str, tuple[Severity, str]] = {
         "error",
         "the source does not list a parameter (it is off there) but the destination cannot switch it off",
     ),
+    "param-not-writable": (
+        "error",
+        "an mdevctl definition writes a migration/<param> attribute the type's driver does not have (devmig knows the "
+        "type from a profile: the parameter is fixed by the type)",
+    ),
     "destination-not-prepared": (
         "error",
         "an existing destination device holds another value than the write plan's (check_device, at migration)",

@@ -16,18 +16,21 @@ import re
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from pydantic import ValidationError
 
 from devmig.errors import DevmigError, InputError
 from devmig.host.devices import MdevDevice, MdevType, PciFunction, Subchannel
 from devmig.host.inventory import Device, Inventory
-from devmig.host.profile import Profile, ValueSource
 from devmig.host.sysfs import SysfsError
 from devmig.model.descriptor import DeviceAddress, DeviceDescriptor, ModelSpec, TypeCapability
 from devmig.model.load import parse_document, problem
-from devmig.model.params import ParamSpec, ParamValue
+from devmig.model.params import ParamSpec, ParamValue, value_from_text
 from devmig.model.version import SoftwareVersion
+
+if TYPE_CHECKING:  # types only: a declared type is described without the profile models (the mdevctl callout)
+    from devmig.host.profile import Profile, ValueSource
 
 _NUMBERS_RE = re.compile(r"[0-9]+")
 UNVERIFIED_VERSION = "0.0.0"
@@ -45,29 +48,10 @@ def version_from_text(text: str) -> SoftwareVersion | None:
 
 def parse_param_text(spec: ParamSpec, text: str, where: str) -> ParamValue:
     """A `migration/<param>` attribute's text as a value of the parameter's type."""
-    value = text.strip()
-    if spec.type == "int":
-        try:
-            return int(value, 10)
-        except ValueError:
-            raise SysfsError(f"{where}: expected an integer, found {value[:40]!r}") from None
-    if spec.type == "bool":
-        truth = {
-            "1": True,
-            "y": True,
-            "yes": True,
-            "on": True,
-            "true": True,
-            "0": False,
-            "n": False,
-            "no": False,
-            "off": False,
-            "false": False,
-        }
-        if value.lower() not in truth:
-            raise SysfsError(f"{where}: expected a boolean (1/0, Y/N, on/off, true/false), found {value[:40]!r}")
-        return truth[value.lower()]
-    return text.removesuffix("\n")
+    try:
+        return value_from_text(spec.type, text)
+    except ValueError as exc:
+        raise SysfsError(f"{where}: {exc}") from None
 
 
 def _free(mtype: MdevType) -> int | None:

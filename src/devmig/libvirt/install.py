@@ -9,13 +9,12 @@ once after it is installed or removed. The script carries a marker line: uninsta
 from __future__ import annotations
 
 import shlex
-import sys
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
 
-from devmig.errors import InputError
+from devmig.dropin import DropIn, devmig_command
 
 HOOKS_DIR: Final = Path("/etc/libvirt/hooks")
 #: the drop-in's default name (libvirt orders drop-ins by name; devmig rewrites the XML, others may too)
@@ -52,46 +51,21 @@ def _cases(operations: Iterable[tuple[str, str]]) -> str:
 
 def hook_command(*, host: str | None, state_dir: str | None, config: str | None) -> list[str]:
     """This devmig's hook command line, by absolute paths (the hook's PATH is libvirt's, not the user's)."""
-    command = [str(Path(sys.executable).absolute()), "-m", "devmig", "libvirt", "hook"]
-    for option, value in (("--host", host), ("--state-dir", state_dir), ("--config", config)):
-        if value is not None:
-            command += [option, str(Path(value).absolute()) if option != "--host" else value]
-    return command
+    options = (("--host", host), ("--state-dir", state_dir), ("--config", config))
+    return devmig_command(["libvirt", "hook"], options, literal=["--host"])
 
 
-def _path(hooks_dir: Path, name: str) -> Path:
-    if not name or "/" in name or name.startswith("."):
-        raise InputError(f"hook name {name!r}: expected a file name (no /, not hidden: libvirt skips hidden files)")
-    return hooks_dir / "qemu.d" / name
+def _dropin(hooks_dir: Path, name: str) -> DropIn:
+    return DropIn(hooks_dir / "qemu.d", name, MARKER, "hook", hidden_reason="libvirt skips hidden files")
 
 
 def install(
     command: list[str], *, hooks_dir: Path = HOOKS_DIR, name: str = NAME, claims: Path | None = None
 ) -> Installed:
     """Write the drop-in (atomically, mode 0755); replacing devmig's own is fine, another file is refused."""
-    path = _path(hooks_dir, name)
-    if path.exists() and MARKER not in path.read_text(errors="replace"):
-        raise InputError(f"{path}: exists and is not devmig's hook: choose another --name")
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{name}.tmp")
-        tmp.write_text(script(command, claims))
-        tmp.chmod(0o755)
-        tmp.replace(path)
-    except OSError as exc:
-        raise InputError(f"{path}: cannot write the hook: {exc.strerror or exc} (as root?)") from None
-    return Installed(path, command)
+    return Installed(_dropin(hooks_dir, name).install(script(command, claims)), command)
 
 
 def uninstall(*, hooks_dir: Path = HOOKS_DIR, name: str = NAME) -> Path | None:
     """Remove devmig's drop-in; None when there is none; a file that is not devmig's is refused."""
-    path = _path(hooks_dir, name)
-    if not path.exists():
-        return None
-    if MARKER not in path.read_text(errors="replace"):
-        raise InputError(f"{path}: not devmig's hook (no marker line): left in place")
-    try:
-        path.unlink()
-    except OSError as exc:
-        raise InputError(f"{path}: cannot remove the hook: {exc.strerror or exc} (as root?)") from None
-    return path
+    return _dropin(hooks_dir, name).uninstall()

@@ -56,6 +56,37 @@ def param_text(value: object) -> str:
     return str(value)
 
 
+#: what the kernel's kstrtobool reads, as devmig reads a bool parameter's text
+_TRUTH = {
+    "1": True,
+    "y": True,
+    "yes": True,
+    "on": True,
+    "true": True,
+    "0": False,
+    "n": False,
+    "no": False,
+    "off": False,
+    "false": False,
+}
+
+
+def value_from_text(ptype: ParamType, text: str) -> ParamValue:
+    """A `migration/<param>` attribute's text (as read from sysfs, or as mdevctl writes it) as a value of the
+    parameter's type; ValueError says what was expected."""
+    value = text.strip()
+    if ptype == "int":
+        try:
+            return int(value, 10)
+        except ValueError:
+            raise ValueError(f"expected an integer, found {value[:40]!r}") from None
+    if ptype == "bool":
+        if value.lower() not in _TRUTH:
+            raise ValueError(f"expected a boolean (1/0, Y/N, on/off, true/false), found {value[:40]!r}")
+        return _TRUTH[value.lower()]
+    return text.removesuffix("\n")
+
+
 @dataclass(frozen=True, order=True, slots=True)
 class IntRange:
     """An inclusive integer range, written "lo-hi" in allowed_values (a single value is written as an int)."""
