@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from devmig.compat import check
+from devmig.compat.nvidia import NvmlAnswer
 from devmig.errors import DevmigError, IncompatibleError, InputError
 from devmig.host.access import Host
 from devmig.host.describe import Describer, parse_param_text
@@ -28,15 +29,18 @@ from devmig.host.devices import PciFunction
 from devmig.host.inventory import Inventory
 from devmig.host.mdev import MDEV_DEVICES
 from devmig.host.mdevctl import MDEVCTL_CONFIG_DIR, definition
+from devmig.host.nvml import ask
 from devmig.host.ops import (
     NoCapacityError,
     RefusedError,
     UndoStep,
     bind_pci,
     create_mdev,
+    create_vgpu,
     undo_attribute,
     undo_binding,
     undo_create_mdev,
+    undo_create_vgpu,
     undo_file,
 )
 from devmig.host.profile import Profile, load_profiles
@@ -184,13 +188,19 @@ class _Attempt:
         if cand.bind is not None:
             journal.record(f"bind PCI function {address} to {driver}", undo_binding(self.root, address))
             bind_pci(self.root, address, driver)
+        if cand.vgpu_type is not None:
+            journal.record(
+                f"create vGPU type {cand.vgpu_type} on VF {address}", undo_create_vgpu(address, cand.vgpu_type)
+            )
+            create_vgpu(self.root, address, cand.vgpu_type)
         inv = Inventory.scan(self.root, parts=("pci",))
         fn = inv.device(address)
         assert isinstance(fn, PciFunction)
         if self.host.in_use(address, fn.iommu_group):
             raise NoCapacityError(f"PCI function {address}: opened by a VM meanwhile")
-        cap = Describer(inv, self.profiles).function_capability(fn)
-        verdict = check(self.source, cap)
+        nvml = self.host.nvml()
+        cap = Describer(inv, self.profiles, nvml).function_capability(fn)
+        verdict = check(self.source, cap, nvml=NvmlAnswer.of(ask(nvml, self.source, cap)))
         if not verdict.compatible:
             reasons = "; ".join(f"{f.code}: {f.message}" for f in verdict.errors)
             raise IncompatibleError(f"PCI function {address}, once bound to {driver}: {reasons}", verdict)
