@@ -227,13 +227,14 @@ def _vgpu_candidates(
         if cand.reasons:
             cand.free = 0
             continue
+        room = make is None or number in fn.vgpu.creatable
         try:
-            cand.capability = describer.vgpu_capability(fn, number)
+            cand.capability = describer.vgpu_capability(fn, number, free=1 if room else 0)
         except DevmigError as exc:
             cand.reasons.append(f"cannot be described: {exc}")
             continue
         _judge(source, cand, nvml)
-        if make is not None and number not in fn.vgpu.creatable:
+        if not room:
             cand.free = 0
             listed = ", ".join(str(t) for t in fn.vgpu.creatable) or "none: the board is full"
             cand.reasons.append(f"vGPU type {number} is not creatable on this VF now (creatable: {listed})")

@@ -68,6 +68,8 @@ class Prepared:
     params: dict[str, ParamValue]
     #: the driver the function was bound to (None: no binding change)
     bound: str | None = None
+    #: the NVIDIA vGPU type made on the VF (None: none made)
+    vgpu: int | None = None
     #: the mdevctl definition written (--persist)
     persisted: str | None = None
     source_id: str | None = None
@@ -93,6 +95,7 @@ class Prepared:
             "type": self.type,
             "params": self.params,
             "bound": self.bound,
+            "vgpu": self.vgpu,
             "persisted": self.persisted,
             "source_id": self.source_id,
             "existing": self.existing,
@@ -111,6 +114,7 @@ class Prepared:
             type=record["type"],
             params=dict(record["params"]),
             bound=record.get("bound"),
+            vgpu=record.get("vgpu"),
             persisted=record.get("persisted"),
             source_id=record.get("source_id"),
             existing=existing,
@@ -205,7 +209,9 @@ class _Attempt:
             reasons = "; ".join(f"{f.code}: {f.message}" for f in verdict.errors)
             raise IncompatibleError(f"PCI function {address}, once bound to {driver}: {reasons}", verdict)
         written = self._write_params(journal, f"PCI function {address}", fn.path, cap, verdict.plan or {}, True)
-        return Prepared(self.id, self.host.name, "function", address, cand.parent, cand.type, written, cand.bind)
+        return Prepared(
+            self.id, self.host.name, "function", address, cand.parent, cand.type, written, cand.bind, cand.vgpu_type
+        )
 
     def _write_params(
         self,
