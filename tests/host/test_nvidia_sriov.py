@@ -10,6 +10,7 @@ import pytest
 
 from devmig.errors import InputError
 from devmig.host.describe import Describer, os_platform
+from devmig.host.devices import PciFunction
 from devmig.host.inventory import Inventory
 from devmig.host.nvidia import parse_creatable, parse_vgpu_params
 from devmig.host.ops import NoCapacityError, UndoStep, create_vgpu
@@ -56,6 +57,12 @@ def board(tree: SysfsTree, vfs: dict[str, tuple[int, str]], *, driver: str = "nv
         tree.write(f"{rel}/nvidia/vgpu_params", "frame_rate_limiter=0, disable_vnc=1")
 
 
+def function(inv: Inventory, address: str) -> PciFunction:
+    fn = inv.device(address)
+    assert isinstance(fn, PciFunction)
+    return fn
+
+
 @pytest.fixture
 def tree(tmp_path: Path) -> SysfsTree:
     return SysfsTree(tmp_path)
@@ -79,18 +86,18 @@ def test_types_named_from_a_sibling_list_and_creatable(tree: SysfsTree) -> None:
     listing = creatable((1160, "NVIDIA L40S-2Q"), (1161, "NVIDIA L40S-4Q"))
     board(tree, {VFS[0]: (1160, HEADER), VFS[1]: (0, listing), VFS[2]: (0, listing)})
     inv = Inventory.scan(tree.root)
-    vf = inv.device(VFS[0])
+    vf = function(inv, VFS[0])
     assert vf.vgpu is not None and vf.vgpu.current == 1160 and vf.vgpu.current_name == "NVIDIA L40S-2Q"
     assert vf.vgpu.params == {"frame_rate_limiter": "0", "disable_vnc": "1"}
     assert vf.vfio and vf.migration_driver
-    free = inv.device(VFS[1])
+    free = function(inv, VFS[1])
     assert (
         not free.vfio
         and free.vgpu is not None
         and free.vgpu.creatable == {1160: "NVIDIA L40S-2Q", 1161: "NVIDIA L40S-4Q"}
     )
-    assert [f.address for f in inv.assignable()] == [VFS[0]]
-    assert inv.device(PF).vgpu is None
+    assert [f.address for f in inv.assignable() if isinstance(f, PciFunction)] == [VFS[0]]
+    assert function(inv, PF).vgpu is None
     assert inv.warnings == []
     data = vf.to_dict()["vgpu"]
     assert data["type"] == "nvidia-1160" and data["current_name"] == "NVIDIA L40S-2Q"
@@ -99,7 +106,7 @@ def test_types_named_from_a_sibling_list_and_creatable(tree: SysfsTree) -> None:
 def test_full_card_keeps_the_id_and_says_the_name_is_unknown(tree: SysfsTree) -> None:
     board(tree, {VFS[0]: (1161, HEADER), VFS[1]: (1161, HEADER), VFS[2]: (0, HEADER)})
     inv = Inventory.scan(tree.root)
-    vf = inv.device(VFS[0])
+    vf = function(inv, VFS[0])
     assert vf.vgpu is not None and vf.vgpu.current == 1161 and vf.vgpu.current_name is None
     describer = Describer(inv, load_profiles())
     caps, problems = describer.capabilities()
@@ -111,7 +118,7 @@ def test_full_card_keeps_the_id_and_says_the_name_is_unknown(tree: SysfsTree) ->
 def test_unknown_type_id_is_described_by_its_id(tree: SysfsTree) -> None:
     board(tree, {VFS[0]: (4242, HEADER), VFS[1]: (0, creatable((1160, "NVIDIA L40S-2Q")))})
     inv = Inventory.scan(tree.root)
-    vf = inv.device(VFS[0])
+    vf = function(inv, VFS[0])
     assert vf.vgpu is not None and vf.vgpu.current_name is None
     desc = Describer(inv, load_profiles()).descriptor(vf)
     assert desc.type == "nvidia-4242" and desc.model == "nvidia.com/vgpu/nvidia-4242"
@@ -128,7 +135,7 @@ def test_unknown_type_id_is_described_by_its_id(tree: SysfsTree) -> None:
 def test_vf_on_the_wrong_driver_is_not_a_vgpu(tree: SysfsTree) -> None:
     board(tree, {VFS[0]: (1160, HEADER), VFS[1]: (0, HEADER)}, driver="vfio-pci")
     inv = Inventory.scan(tree.root)
-    vf = inv.device(VFS[0])
+    vf = function(inv, VFS[0])
     assert vf.vgpu is None and vf.driver == "vfio-pci"
     assert [w.message for w in inv.warnings] == ["has a nvidia/ directory but is bound to vfio-pci, not nvidia"]
     desc = Describer(inv, load_profiles()).descriptor(vf)
@@ -139,9 +146,9 @@ def test_a_vf_without_a_type_cannot_be_described(tree: SysfsTree) -> None:
     board(tree, {VFS[0]: (0, creatable((1160, "NVIDIA L40S-2Q")))})
     inv = Inventory.scan(tree.root)
     with pytest.raises(InputError, match="not to vfio-pci"):
-        Describer(inv, load_profiles()).descriptor(inv.device(VFS[0]))
+        Describer(inv, load_profiles()).descriptor(function(inv, VFS[0]))
     with pytest.raises(SysfsError, match="carries no vGPU"):
-        Describer(inv, load_profiles()).function_capability(inv.device(VFS[0]))
+        Describer(inv, load_profiles()).function_capability(function(inv, VFS[0]))
 
 
 def test_create_writes_the_id_and_the_undo_writes_0(tree: SysfsTree) -> None:
@@ -155,7 +162,7 @@ def test_create_writes_the_id_and_the_undo_writes_0(tree: SysfsTree) -> None:
     step.run(root)
     assert root.read(rel).strip() == "0"
     step.run(root)  # idempotent: nothing of ours to destroy
-    with pytest.raises(NoCapacityError, match="not creatable now .*none, the board is full"):
+    with pytest.raises(NoCapacityError, match=r"not creatable now .*none, the board is full"):
         create_vgpu(root, VFS[1], 1160)
     with pytest.raises(InputError, match="no nvidia/current_vgpu_type"):
         create_vgpu(root, PF, 1160)

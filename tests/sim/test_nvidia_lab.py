@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import errno
 import tempfile
+
 import pytest
 
 from devmig.host.describe import Describer
