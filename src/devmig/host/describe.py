@@ -334,17 +334,23 @@ class Describer:
             raise SysfsError(f"{what}: no profile describes NVIDIA SR-IOV vGPUs (devmig's nvidia-vgpu-sriov)")
         pgpu = self.nvml.pgpu_metadata(fn.physfn) if self.nvml is not None and fn.physfn else None
         with _as_found(what):
-            model, version, api, _ = self._profile_parts(profile, facts, what)
-            return TypeCapability(
-                device_api="vfio-pci",
-                type=facts.type,
-                software_version=version,
-                api=api,
-                models={model: ModelSpec()},
-                available_instances=free,
-                confidence="profile",
-                vendor=self._vgpu_vendor(fn, pgpu),
-            )
+            return self._profile_function(profile, facts, what, free, self._vgpu_vendor(fn, pgpu))
+
+    def _profile_function(
+        self, profile: Profile, facts: Facts, what: str, free: int, vendor: VendorFacts | None = None
+    ) -> TypeCapability:
+        """A PCI function's type as a profile describes it: one model, no parameters (the driver checks none)."""
+        model, version, api, _ = self._profile_parts(profile, facts, what)
+        return TypeCapability(
+            device_api="vfio-pci",
+            type=facts.type,
+            software_version=version,
+            api=api,
+            models={model: ModelSpec()},
+            available_instances=free,
+            confidence="profile",
+            vendor=vendor,
+        )
 
     def vgpu_types(self) -> list[tuple[PciFunction, int, int]]:
         """Per board (the VFs' PF) and creatable type: (a VF that can take it, the type ID, how many VFs can)."""
@@ -376,16 +382,7 @@ class Describer:
             return cap.model_copy(update={"available_instances": 1})
         profile = self.profile_for_function(fn)
         if profile is not None:
-            model, version, api, _ = self._profile_parts(profile, facts, what)
-            return TypeCapability(
-                device_api="vfio-pci",
-                type=facts.type,
-                software_version=version,
-                api=api,
-                models={model: ModelSpec()},
-                available_instances=1,
-                confidence="profile",
-            )
+            return self._profile_function(profile, facts, what, 1)
         return TypeCapability(
             device_api="vfio-pci",
             type=facts.type,

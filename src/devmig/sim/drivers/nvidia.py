@@ -173,42 +173,35 @@ class SimNvidiaBoard:
             dma_logging=False,
         )
 
+    def _function(self, address: str, device: int, physfn: str | None = None, group: int = 0) -> SimPciFunction:
+        """A function of the board (a 3D controller, the board's subsystem ID), bound to nvidia."""
+        sub = self.spec.subsystem
+        return SimPciFunction(
+            address,
+            0x10DE,
+            device,
+            class_code=0x030200,
+            subsystem_vendor=sub[0],
+            subsystem_device=sub[1],
+            driver=DRIVER,
+            physfn=physfn,
+            group=group,
+            numa_node=0,
+        )
+
     def install(self, kernel: SimKernel, pf_address: str, vfs: int) -> list[str]:
         spec = self.spec
         if DRIVER not in kernel.pci_drivers:
             kernel.add_pci_driver(PciDriver(DRIVER, ids=(f"10de:{spec.pf_device:04x}", f"10de:{spec.vf_device:04x}")))
             kernel.add_module(DRIVER, version=self.driver)
-        kernel.add_pci_function(
-            SimPciFunction(
-                pf_address,
-                0x10DE,
-                spec.pf_device,
-                class_code=0x030200,
-                subsystem_vendor=spec.subsystem[0],
-                subsystem_device=spec.subsystem[1],
-                driver=DRIVER,
-                numa_node=0,
-            ),
-            sriov_totalvfs=16,
-        )
+        kernel.add_pci_function(self._function(pf_address, spec.pf_device), sriov_totalvfs=16)
         self.pf = pf_address
         domain_bus = pf_address.rsplit(":", 1)[0]
         bus = int(domain_bus.rsplit(":", 1)[1], 16)
         for index in range(vfs):
             address = f"{domain_bus.rsplit(':', 1)[0]}:{bus:02x}:{(index + 1) // 8:02x}.{(index + 1) % 8}"
             fn = kernel.add_pci_function(
-                SimPciFunction(
-                    address,
-                    0x10DE,
-                    spec.vf_device,
-                    class_code=0x030200,
-                    subsystem_vendor=spec.subsystem[0],
-                    subsystem_device=spec.subsystem[1],
-                    physfn=pf_address,
-                    group=kernel.group(),
-                    numa_node=0,
-                    driver=DRIVER,
-                )
+                self._function(address, spec.vf_device, physfn=pf_address, group=kernel.group())
             )
             base = f"{fn.path}/nvidia"
             kernel.fs.add_file(f"{base}/creatable_vgpu_types", partial(self._creatable_text, address))
