@@ -37,7 +37,7 @@ def command(
     opts = resolve(json_output, pretty)
     opened = open_host(host, sysfs_root)
     inv = Inventory.scan(opened.sysfs)
-    caps, problems = Describer(inv, load_profiles(profiles_dir)).capabilities(type_id)
+    caps, problems = Describer(inv, load_profiles(profiles_dir), opened.nvml()).capabilities(type_id)
     backend = opened.vdpa_if_any()
     for mgmt in backend.mgmtdevs() if backend is not None else []:
         caps += [c for c in vdpa.capabilities(mgmt) if type_id is None or c.type == type_id]

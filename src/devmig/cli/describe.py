@@ -53,7 +53,7 @@ def command(
             raise
         emit_json(vdpa, opts)
         return ExitCode.OK
-    descriptor = Describer(inv, load_profiles(profiles_dir)).descriptor(target)
+    descriptor = Describer(inv, load_profiles(profiles_dir), opened.nvml()).descriptor(target)
     print_warnings(w for w in inv.warnings if device.lower() in w.object)
     emit_json(descriptor.model_dump(mode="json", exclude_none=True), opts)
     return ExitCode.OK

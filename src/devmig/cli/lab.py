@@ -169,7 +169,11 @@ def _summary(answer: HostAnswer) -> str:
 def _function(done: Prepared) -> str:
     """A claimed function as a person names it: a VF (of its PF) or a PCI function, and the binding made."""
     what = f"VF {done.device} of {done.parent}" if done.parent != done.device else f"PCI function {done.device}"
-    return what + (f", bound to {done.bound}" if done.bound else "")
+    return (
+        what
+        + (f", bound to {done.bound}" if done.bound else "")
+        + (f", made vGPU type {done.vgpu}" if done.vgpu else "")
+    )
 
 
 def _try(lab_name: str, story: Tour) -> list[str]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from devmig.compat.nvidia import NvmlAnswer
 from devmig.compat.plan import write_plan
 from devmig.compat.rules import RULES, Context, finding, show
 from devmig.errors import IncompatibleError
@@ -10,9 +11,10 @@ from devmig.model.params import ParamValue
 from devmig.model.verdict import Level, Verdict
 
 
-def check(source: DeviceDescriptor, destination: TypeCapability) -> Verdict:
-    """Can `source` migrate to a new device of type `destination`? Pure: no I/O."""
-    ctx = Context.of(source, destination)
+def check(source: DeviceDescriptor, destination: TypeCapability, *, nvml: NvmlAnswer | None = None) -> Verdict:
+    """Can `source` migrate to a new device of type `destination`? Pure: no I/O. `nvml` is NVML's own answer on the
+    pair, when the caller could ask it (devmig.host.nvml): it adds NVML's verdict to NVIDIA's documented rules."""
+    ctx = Context.of(source, destination, nvml)
     findings = [f for rule in RULES for f in rule(ctx)]
     compatible = not any(f.severity == "error" for f in findings)
     level: Level = "incompatible" if not compatible else ("compatible" if findings else "identical")

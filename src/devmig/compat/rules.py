@@ -9,6 +9,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
+from devmig.compat import nvidia
 from devmig.model.descriptor import DeviceDescriptor, ModelSpec, TypeCapability
 from devmig.model.params import ParamSpec, has_type, param_type_name
 from devmig.model.verdict import Finding, Severity
@@ -44,6 +45,9 @@ CODES: dict[str, tuple[Severity, str]] = {
         "error",
         "an existing destination device holds another value than the write plan's (check_device, at migration)",
     ),
+    "vendor-rules-mismatch": ("error", "the sides' vendor facts are for different rule sets, or one side has none"),
+    "vendor-fact-mismatch": ("error", "a vendor fact of a rule set devmig does not know differs (compared strictly)"),
+    **nvidia.CODES,
 }
 
 
@@ -53,15 +57,19 @@ class Context:
     destination: TypeCapability
     #: the destination's parameter table for the source's model; None when the models do not match
     params: dict[str, ParamSpec] | None
+    #: NVML's own verdict on the pair, when the caller could ask NVML (devmig.host.nvml)
+    nvml: nvidia.NvmlAnswer | None = None
 
     @classmethod
-    def of(cls, source: DeviceDescriptor, destination: TypeCapability) -> Context:
+    def of(
+        cls, source: DeviceDescriptor, destination: TypeCapability, nvml: nvidia.NvmlAnswer | None = None
+    ) -> Context:
         spec: ModelSpec | None
         if source.model is None:
             spec = ModelSpec() if not destination.models else None
         else:
             spec = destination.models.get(source.model)
-        return cls(source, destination, None if spec is None else dict(spec.params))
+        return cls(source, destination, None if spec is None else dict(spec.params), nvml)
 
 
 def show(value: object) -> str:
@@ -236,6 +244,42 @@ def destination_params(ctx: Context) -> Iterator[Finding]:
             )
 
 
+def _strict_facts(src: dict[str, str], dst: dict[str, str]) -> Iterator[Finding]:
+    for key in sorted(src.keys() | dst.keys()):
+        a, b = src.get(key), dst.get(key)
+        if a != b:
+            message = f"vendor fact {key}: source {a or '(missing)'}, destination {b or '(missing)'}"
+            yield finding("vendor-fact-mismatch", f"vendor.facts.{key}", message, a, b)
+
+
+#: rule set -> its rules over (source facts, destination facts, NVML's answer)
+VENDOR_RULES: dict[str, Callable[[dict[str, str], dict[str, str], nvidia.NvmlAnswer | None], Iterator[Finding]]] = {
+    nvidia.RULES_ID: nvidia.rules,
+}
+
+
+def vendor(ctx: Context) -> Iterator[Finding]:
+    src, dst = ctx.source.vendor, ctx.destination.vendor
+    if src is None and dst is None:
+        return
+    if src is None or dst is None or src.rules != dst.rules:
+        a, b = src.rules if src else None, dst.rules if dst else None
+        yield finding(
+            "vendor-rules-mismatch",
+            "vendor.rules",
+            f"the source's vendor facts are for {a or 'no rule set'}, the destination's for {b or 'no rule set'}",
+            a,
+            b,
+        )
+        return
+    rules = VENDOR_RULES.get(src.rules)
+    yield from (
+        _strict_facts(dict(src.facts), dict(dst.facts))
+        if rules is None
+        else rules(dict(src.facts), dict(dst.facts), ctx.nvml)
+    )
+
+
 Rule = Callable[[Context], Iterator[Finding]]
 
 #: Every rule runs; all findings are reported, not only the first.
@@ -247,4 +291,5 @@ RULES: tuple[Rule, ...] = (
     version,
     source_params,
     destination_params,
+    vendor,
 )

@@ -44,7 +44,7 @@ class Part:
 def collect_sysfs(host: Host, profiles: list[Profile]) -> Part:
     """What sysfs holds: mdev types and devices, VFIO PCI functions, vfio-ccw subchannels."""
     inventory = Inventory.scan(host.sysfs)
-    describer = Describer(inventory, profiles)
+    describer = Describer(inventory, profiles, host.nvml())
     warnings = [str(w) for w in inventory.warnings]
     types: list[TypeRecord] = []
     for mtype in inventory.types():
@@ -65,6 +65,14 @@ def collect_sysfs(host: Host, profiles: list[Profile]) -> Part:
             continue
         free = 0 if host.in_use(fn.address, fn.iommu_group) or fn.address in in_use else 1
         types.append(TypeRecord(fn.address, cap.type, cap, free))
+    for fn, type_number, free in describer.vgpu_types():
+        # an NVIDIA board's free VFs: each type they can be made, on the board (the PF), as many as can
+        try:
+            cap = describer.vgpu_capability(fn, type_number, free)
+        except DevmigError as exc:
+            warnings.append(str(exc))
+            continue
+        types.append(TypeRecord(fn.physfn or fn.address, cap.type, cap, free))
     devices: list[DeviceRecord] = []
     for device in inventory.assignable():
         descriptor = None

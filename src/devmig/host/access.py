@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Protocol
 
 if TYPE_CHECKING:
+    from devmig.host.nvml import Nvml
     from devmig.host.sysfs import Sysfs
     from devmig.vdpa.backend import VdpaBackend
 
@@ -42,4 +43,8 @@ class Host(Protocol):
 
     def vdpa_if_any(self) -> VdpaBackend | None:
         """The vdpa family when this host has one, else None (most hosts have none)."""
+        ...
+
+    def nvml(self) -> Nvml | None:
+        """NVIDIA's management library for this host's GPUs, or None (not installed, no NVIDIA driver, a tree)."""
         ...

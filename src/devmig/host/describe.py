@@ -23,8 +23,9 @@ from pydantic import ValidationError
 from devmig.errors import DevmigError, InputError
 from devmig.host.devices import MdevDevice, MdevType, PciFunction, Subchannel
 from devmig.host.inventory import Device, Inventory
+from devmig.host.nvml import Nvml, encode
 from devmig.host.sysfs import SysfsError
-from devmig.model.descriptor import DeviceAddress, DeviceDescriptor, ModelSpec, TypeCapability
+from devmig.model.descriptor import DeviceAddress, DeviceDescriptor, ModelSpec, TypeCapability, VendorFacts
 from devmig.model.load import parse_document, problem
 from devmig.model.params import ParamSpec, ParamValue, value_from_text
 from devmig.model.version import SoftwareVersion
@@ -71,7 +72,11 @@ def _as_found(what: str) -> Iterator[None]:
 
 
 def _descriptor_of(
-    cap: TypeCapability, params: dict[str, ParamValue], what: str, address: dict[str, str]
+    cap: TypeCapability,
+    params: dict[str, ParamValue],
+    what: str,
+    address: dict[str, str],
+    vendor: VendorFacts | None = None,
 ) -> DeviceDescriptor:
     """The device at `address` (its kind and its name in sysfs), of type `cap` (one model at most), with these migration
     parameters, as trusted as `cap`."""
@@ -85,6 +90,7 @@ def _descriptor_of(
             params=params,
             confidence=cap.confidence,
             address=DeviceAddress.model_validate(address),
+            vendor=vendor if vendor is not None else cap.vendor,
         )
 
 
@@ -106,12 +112,25 @@ class Facts:
         return value if isinstance(value, str) else None
 
 
+def os_platform(text: str | None) -> str | None:
+    """/etc/os-release as `<ID>-<VERSION_ID>` (rhel-9.6, ubuntu-24.04): the platform NVIDIA's rules name."""
+    values: dict[str, str] = {}
+    for line in (text or "").splitlines():
+        key, sep, value = line.partition("=")
+        if sep:
+            values[key.strip()] = value.strip().strip("\"'")
+    return f"{values['ID']}-{values['VERSION_ID']}" if values.get("ID") and values.get("VERSION_ID") else None
+
+
 class Describer:
-    def __init__(self, inventory: Inventory, profiles: Sequence[Profile]) -> None:
+    def __init__(self, inventory: Inventory, profiles: Sequence[Profile], nvml: Nvml | None = None) -> None:
         self.inv = inventory
         self.root = inventory.root
         self.profiles = list(profiles)
+        #: NVML, for NVIDIA vGPUs' ECC mode and migration metadata (None: not on this host)
+        self.nvml = nvml
         self._pci = {f.path: f for f in inventory.pci}
+        self._by_address = {f.address: f for f in inventory.pci}
         self._sch = {s.path: s for s in inventory.subchannels}
 
     # -- facts ---------------------------------------------------------------------------------------------------
@@ -137,7 +156,7 @@ class Describer:
     def function_facts(self, fn: PciFunction) -> Facts:
         sub = f"{fn.subsystem_vendor}:{fn.subsystem_device}" if fn.subsystem_vendor and fn.subsystem_device else None
         return Facts(
-            type=f"{fn.driver}:{fn.pci_id}",
+            type=(fn.vgpu.type_id if fn.vgpu is not None else None) or f"{fn.driver}:{fn.pci_id}",
             device_api="vfio-pci",
             pci_id=fn.pci_id,
             subsystem_id=sub,
@@ -267,7 +286,73 @@ class Describer:
         with _as_found(what):
             return self._function_capability(fn, what)
 
+    # -- NVIDIA vGPU on SR-IOV ------------------------------------------------------------------------------------
+
+    def _vgpu_vendor(self, fn: PciFunction, metadata: bytes | None) -> VendorFacts:
+        """The facts NVIDIA's rules compare (devmig.compat.nvidia), from sysfs, /etc/os-release and NVML."""
+        facts: dict[str, str] = {}
+        version = self.root.read_optional("sys/module/nvidia/version")
+        if version and version.strip():
+            facts["host_driver"] = version.strip()
+        platform = os_platform(self.root.read_optional("etc/os-release"))
+        if platform is not None:
+            facts["platform"] = platform
+        board = self._by_address.get(fn.physfn or "")
+        if board is not None and board.pci_id is not None:
+            facts["board_pci_id"] = board.pci_id
+            if board.subsystem_vendor and board.subsystem_device:
+                facts["board_subsystem_id"] = f"{board.subsystem_vendor}:{board.subsystem_device}"
+        ecc = self.nvml.ecc_enabled(fn.physfn) if self.nvml is not None and fn.physfn else None
+        if ecc is not None:
+            facts["ecc"] = "enabled" if ecc else "disabled"
+        if metadata is not None:
+            facts["nvml_metadata"] = encode(metadata)
+        return VendorFacts(rules="nvidia-vgpu", facts=facts)
+
+    def vgpu_capability(self, fn: PciFunction, type_number: int, free: int = 1) -> TypeCapability:
+        """The capability of vGPU type `type_number` made on the VF `fn` (NVIDIA's SR-IOV mode)."""
+        what = f"PCI function {fn.address} (vGPU type {type_number})"
+        facts = Facts(type=f"nvidia-{type_number}", device_api="vfio-pci", pci_id=fn.pci_id, driver=fn.driver)
+        profile = self.profile_for_function(fn)
+        if profile is None:
+            raise SysfsError(f"{what}: no profile describes NVIDIA SR-IOV vGPUs (devmig's nvidia-vgpu-sriov)")
+        pgpu = self.nvml.pgpu_metadata(fn.physfn) if self.nvml is not None and fn.physfn else None
+        with _as_found(what):
+            return self._profile_function(profile, facts, what, free, self._vgpu_vendor(fn, pgpu))
+
+    def _profile_function(
+        self, profile: Profile, facts: Facts, what: str, free: int, vendor: VendorFacts | None = None
+    ) -> TypeCapability:
+        """A PCI function's type as a profile describes it: one model, no parameters (the driver checks none)."""
+        model, version, api, _ = self._profile_parts(profile, facts, what)
+        return TypeCapability(
+            device_api="vfio-pci",
+            type=facts.type,
+            software_version=version,
+            api=api,
+            models={model: ModelSpec()},
+            available_instances=free,
+            confidence="profile",
+            vendor=vendor,
+        )
+
+    def vgpu_types(self) -> list[tuple[PciFunction, int, int]]:
+        """Per board (the VFs' PF) and creatable type: (a VF that can take it, the type ID, how many VFs can)."""
+        found: dict[tuple[str | None, int], list[PciFunction]] = {}
+        for fn in self.inv.pci:
+            if fn.vgpu is not None and not fn.vgpu.current:
+                for type_number in fn.vgpu.creatable:
+                    found.setdefault((fn.physfn, type_number), []).append(fn)
+        return [(vfs[0], type_number, len(vfs)) for (_, type_number), vfs in found.items()]
+
     def _function_capability(self, fn: PciFunction, what: str) -> TypeCapability:
+        if fn.vgpu is not None:
+            if not fn.vgpu.current:
+                raise SysfsError(
+                    f"{what}: carries no vGPU (nvidia/current_vgpu_type is 0); `devmig capabilities` lists the "
+                    "types it can be made"
+                )
+            return self.vgpu_capability(fn, fn.vgpu.current)
         facts = self.function_facts(fn)
         rel = f"{fn.path}/migration_info.json"
         if self.root.exists(rel):
@@ -281,16 +366,7 @@ class Describer:
             return cap.model_copy(update={"available_instances": 1})
         profile = self.profile_for_function(fn)
         if profile is not None:
-            model, version, api, _ = self._profile_parts(profile, facts, what)
-            return TypeCapability(
-                device_api="vfio-pci",
-                type=facts.type,
-                software_version=version,
-                api=api,
-                models={model: ModelSpec()},
-                available_instances=1,
-                confidence="profile",
-            )
+            return self._profile_function(profile, facts, what, 1)
         return TypeCapability(
             device_api="vfio-pci",
             type=facts.type,
@@ -314,6 +390,12 @@ class Describer:
             if fn.vfio and (type_id is None or type_id == self.function_facts(fn).type):
                 try:
                     caps.append(self.function_capability(fn))
+                except DevmigError as exc:
+                    problems.append(str(exc))
+        for fn, type_number, free in self.vgpu_types():
+            if type_id is None or type_id == f"nvidia-{type_number}":
+                try:
+                    caps.append(self.vgpu_capability(fn, type_number, free))
                 except DevmigError as exc:
                     problems.append(str(exc))
         return caps, problems
@@ -374,4 +456,8 @@ class Describer:
         what, address = f"PCI function {fn.address}", {"kind": "pci", "id": fn.address}
         if cap.confidence == "declared":
             return self._declared_descriptor(what, fn.path, cap, address)
+        if fn.vgpu is not None:
+            # the vGPU's own NVML metadata, not the physical GPU's its type's capability carries
+            vgpu = self.nvml.vgpu_metadata(fn.physfn, fn.vgpu.current) if self.nvml and fn.physfn else None
+            return _descriptor_of(cap, {}, what, address, self._vgpu_vendor(fn, vgpu))
         return _descriptor_of(cap, {}, what, address)

@@ -47,6 +47,34 @@ class ScanWarning:
 
 
 @dataclass(slots=True)
+class NvidiaVgpu:
+    """A VF's vGPU in NVIDIA's SR-IOV mode (vGPU 17+): its `nvidia/` directory (devmig.host.nvidia)."""
+
+    #: current_vgpu_type: the type ID, 0 when the VF carries no vGPU
+    current: int = 0
+    #: the current type's name from a creatable list of the board; None when no list shows it (a full card)
+    current_name: str | None = None
+    #: creatable_vgpu_types: ID -> name, what this VF can be made now (empty on a full card)
+    creatable: dict[int, str] = field(default_factory=dict)
+    #: vgpu_params: the plugin options, key -> value as written
+    params: dict[str, str] = field(default_factory=dict)
+    gpu_instance_id: int | None = None
+    placement_id: int | None = None
+
+    @property
+    def type_id(self) -> str | None:
+        """The type as devmig names it, as the mdev driver names the same vGPU type: nvidia-<ID> [U: same IDs]."""
+        return f"nvidia-{self.current}" if self.current else None
+
+    def to_dict(self) -> dict[str, Any]:
+        out = _plain(self)
+        out["creatable"] = {str(k): v for k, v in self.creatable.items()}
+        out["params"] = dict(self.params)
+        out["type"] = self.type_id
+        return out
+
+
+@dataclass(slots=True)
 class PciFunction:
     """A PCI function under /sys/bus/pci/devices: IDs as lspci spells them, its driver, group and SR-IOV links."""
 
@@ -66,6 +94,8 @@ class PciFunction:
     virtfns: list[str] = field(default_factory=list)
     sriov_numvfs: int | None = None
     sriov_totalvfs: int | None = None
+    #: NVIDIA's SR-IOV vGPU: a VF bound to nvidia with a nvidia/ directory (None for any other function)
+    vgpu: NvidiaVgpu | None = None
 
     @property
     def pci_id(self) -> str | None:
@@ -73,18 +103,22 @@ class PciFunction:
 
     @property
     def vfio(self) -> bool:
-        """Bound to vfio-pci or a VFIO variant driver (named *_vfio_pci by kernel convention): assignable."""
+        """Bound to vfio-pci or a VFIO variant driver (named *_vfio_pci by kernel convention), or a VF carrying an
+        NVIDIA vGPU (nvidia.ko registers it with vfio-pci-core): assignable."""
+        if self.vgpu is not None:
+            return self.vgpu.current != 0  # with no type, opening the VFIO device is ENODEV
         return self.driver is not None and (self.driver in VFIO_PCI_DRIVERS or self.driver.endswith("_vfio_pci"))
 
     @property
     def migration_driver(self) -> bool:
-        """Bound to a variant driver that implements VFIO migration."""
-        return VFIO_PCI_DRIVERS.get(self.driver or "", False)
+        """Bound to a variant driver that implements VFIO migration (nvidia.ko for its vGPU VFs: stop-copy)."""
+        return self.vgpu is not None or VFIO_PCI_DRIVERS.get(self.driver or "", False)
 
     def to_dict(self) -> dict[str, Any]:
         out = _plain(self)
         out["pci_id"] = self.pci_id
         out["migration_driver"] = self.migration_driver
+        out["vgpu"] = self.vgpu.to_dict() if self.vgpu is not None else None
         return out
 
 

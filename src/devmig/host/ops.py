@@ -263,6 +263,82 @@ def unbind_pci(root: Sysfs, address: str) -> Change:
     return Change(f"unbound PCI function {address} from {before or 'no driver'}", undo)
 
 
+# -- NVIDIA vGPU on SR-IOV -------------------------------------------------------------------------------------------
+
+#: errno of a current_vgpu_type write -> what the driver meant (NVIDIA's source: EPERM for a VF that already carries a
+#: vGPU or for 0 with none, EINVAL for a non-numeric write; the errno of an unlisted type is [U])
+_VGPU_ERRORS: dict[int, str] = {
+    errno.EPERM: "the VF already carries a vGPU, or carries none to destroy",
+    errno.EINVAL: "the driver refused the type ID",
+    errno.EBUSY: "the vGPU is in use (open by a VM)",
+    errno.ENOSPC: "the board has no room for this type",
+}
+
+
+def _vgpu_file(root: Sysfs, address: str) -> str:
+    rel = f"{PCI_DEVICES}/{address}/nvidia/current_vgpu_type"
+    if not root.exists(rel):
+        raise InputError(
+            f"PCI function {address}: has no nvidia/current_vgpu_type (expected a VF in NVIDIA's SR-IOV mode)"
+        )
+    return rel
+
+
+def _current_vgpu(root: Sysfs, rel: str) -> int:
+    text = root.read(rel).strip()
+    if not text.isascii() or not text.isdigit():
+        raise SysfsError(f"{rel}: expected a decimal type ID, found {text[:40]!r}")
+    return int(text)
+
+
+def _write_vgpu(root: Sysfs, rel: str, address: str, value: int) -> None:
+    try:
+        root.write(rel, str(value))
+    except SysfsError as exc:
+        if needs_root(exc.errno):
+            raise RefusedError(f"PCI function {address}: writing {value} to {rel}: {exc}") from None
+        reason = _VGPU_ERRORS.get(exc.errno or 0, "the driver refused")
+        error = NoCapacityError if exc.errno == errno.ENOSPC else RefusedError
+        raise error(f"PCI function {address}: writing {value} to nvidia/current_vgpu_type: {reason} ({exc})") from None
+
+
+def create_vgpu(root: Sysfs, address: str, type_number: int) -> Change:
+    """Make the VF carry a vGPU of `type_number`, as vgpu-device-manager does: the VF's creatable list is read again
+    first (it shrinks as the board fills), then the bare ID is written; the Change destroys it (writes 0)."""
+    from devmig.host.nvidia import parse_creatable
+
+    rel = _vgpu_file(root, address)
+    current = _current_vgpu(root, rel)
+    if current:
+        raise NoCapacityError(f"PCI function {address}: already carries vGPU type {current}")
+    creatable = root.read_optional(f"{PCI_DEVICES}/{address}/nvidia/creatable_vgpu_types") or ""
+    try:
+        listed = parse_creatable(creatable)
+    except ValueError as exc:
+        raise SysfsError(f"PCI function {address}: nvidia/creatable_vgpu_types: {exc}") from None
+    if type_number not in listed:
+        raise NoCapacityError(
+            f"PCI function {address}: vGPU type {type_number} is not creatable now (creatable: "
+            f"{', '.join(map(str, listed)) or 'none, the board is full'})"
+        )
+    _write_vgpu(root, rel, address, type_number)
+    if _current_vgpu(root, rel) != type_number:
+        raise RefusedError(f"PCI function {address}: the write of type {type_number} was accepted but did not hold")
+    return Change(f"created vGPU type {type_number} on VF {address}", undo_create_vgpu(address, type_number))
+
+
+def undo_create_vgpu(address: str, type_number: int) -> UndoStep:
+    return UndoStep("destroy_vgpu", {"address": address, "type_id": str(type_number)})
+
+
+def _undo_destroy_vgpu(root: Sysfs, address: str | None, type_id: str | None) -> None:
+    rel = f"{PCI_DEVICES}/{address}/nvidia/current_vgpu_type"
+    if address is None or type_id is None or not root.exists(rel):
+        return
+    if str(_current_vgpu(root, rel)) == type_id:  # only the vGPU devmig made; another one is not ours
+        _write_vgpu(root, rel, address, 0)
+
+
 # -- attributes and files -------------------------------------------------------------------------------------------
 
 
@@ -300,4 +376,5 @@ UNDO: dict[str, tuple[Callable[..., None], str]] = {
     "restore_binding": (_undo_restore_binding, "put PCI function {address} back on driver {driver}"),
     "write_attribute": (_undo_write_attribute, "write {text!r} back to {path}"),
     "restore_file": (_undo_restore_file, "put {path} back as it was"),
+    "destroy_vgpu": (_undo_destroy_vgpu, "destroy vGPU type {type_id} on VF {address} (write 0)"),
 }

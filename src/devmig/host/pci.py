@@ -6,6 +6,7 @@ from collections.abc import Callable
 from functools import partial
 
 from devmig.host.devices import PciFunction
+from devmig.host.nvidia import name_types, read_vgpu
 from devmig.host.scan import Scan, group_number, parse_hex, parse_override, parse_uint
 
 PCI_DEVICES = "sys/bus/pci/devices"
@@ -45,8 +46,11 @@ def read_function(scan: Scan, address: str, path: str) -> PciFunction:
             vf = scan.link(obj, f"{path}/{entry}")
             if vf is not None:
                 fn.virtfns.append(vf)
+    fn.vgpu = read_vgpu(scan, fn)
     return fn
 
 
 def scan_pci(scan: Scan) -> list[PciFunction]:
-    return [read_function(scan, address, path) for address, path in scan.listed("PCI function", PCI_DEVICES)]
+    functions = [read_function(scan, address, path) for address, path in scan.listed("PCI function", PCI_DEVICES)]
+    name_types(functions)
+    return functions

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
+    from devmig.host.nvml import Nvml
     from devmig.host.sysfs import Sysfs
     from devmig.migrate.device import MigrationDevice
     from devmig.vdpa.backend import VdpaBackend
@@ -73,3 +74,11 @@ class KernelHost:
             return self.vdpa()
         except VdpaUnavailableError:
             return None
+
+    def nvml(self) -> Nvml | None:
+        # Only the running kernel's GPUs are NVML's; without nvidia.ko loaded the binding is not even imported.
+        if self.sysfs.root != "/" or not self.sysfs.exists("sys/module/nvidia"):
+            return None
+        from devmig.host.nvml import PyNvml
+
+        return PyNvml.open()

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 from devmig.errors import InputError
 
 if TYPE_CHECKING:
+    from devmig.host.nvml import Nvml
     from devmig.migrate.device import MigrationDevice
     from devmig.sim.fs import SimSysfs
     from devmig.sim.lab import Lab, SimHost
@@ -91,6 +92,10 @@ class LabHost:
 
     def vdpa_if_any(self) -> VdpaBackend | None:
         return self.sim.vdpa
+
+    def nvml(self) -> Nvml | None:
+        """The simulated NVML of the host's NVIDIA boards (None without one, as a host without the driver)."""
+        return self.sim.nvml
 
 
 def lab(name_or_path: str) -> Lab:

@@ -148,6 +148,17 @@ def _api_schema_extra(schema: JsonDict) -> None:
     ]
 
 
+class VendorFacts(BaseModel):
+    """Facts a vendor's own migration rules compare, each by that vendor's documented rule (NVIDIA: driver versions
+    per platform, ECC, the board), rather than by strict identity as `api` is. `rules` names the rule set
+    (devmig.compat.vendor); a rule set devmig does not know compares every fact for equality."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    rules: str = Field(pattern=r"^[a-z][a-z0-9-]*$", description="the rule set that compares the facts: nvidia-vgpu")
+    facts: dict[ApiKey, str] = Field(default_factory=dict, description="fact -> value, as the host showed it")
+
+
 class ModelSpec(BaseModel):
     """One device model of a type, with its migration parameters in declaration order."""
 
@@ -175,6 +186,9 @@ class TypeCapability(BaseModel):
         default="declared",
         description="declared: the driver's migration_info.json; profile: devmig's knowledge of the driver; "
         "unverified: neither (strict identity only, identity keys may be missing)",
+    )
+    vendor: VendorFacts | None = Field(
+        default=None, description="facts the vendor's own rules compare (absent: none); see VendorFacts"
     )
 
     @model_validator(mode="after")
@@ -208,6 +222,9 @@ class DeviceDescriptor(BaseModel):
         default="declared",
         description="declared: the driver's migration interface; profile: devmig's knowledge of the driver; "
         "unverified: neither (strict identity only, identity keys may be missing)",
+    )
+    vendor: VendorFacts | None = Field(
+        default=None, description="facts the vendor's own rules compare (absent: none); see VendorFacts"
     )
     address: DeviceAddress | None = Field(
         default=None,

@@ -19,11 +19,13 @@ from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
 from devmig.compat import Rank, candidate_rank, check
+from devmig.compat.nvidia import NvmlAnswer
 from devmig.errors import DevmigError, IncompatibleError
 from devmig.host.access import Host
 from devmig.host.describe import Describer
 from devmig.host.devices import MdevType, PciFunction
 from devmig.host.inventory import Inventory
+from devmig.host.nvml import Nvml, ask
 from devmig.host.ops import NoCapacityError
 from devmig.host.profile import Profile
 from devmig.model.descriptor import DeviceDescriptor, TypeCapability
@@ -52,6 +54,8 @@ class HostCandidate:
     capability: TypeCapability | None = None
     #: the sibling function whose declared capability stands for this unbound one
     inferred_from: str | None = None
+    #: the NVIDIA vGPU type the prepare makes on this VF (None: none to make; the VF carries it already)
+    vgpu_type: int | None = None
     verdict: Verdict | None = None
     free: int | None = None
     reasons: list[str] = field(default_factory=list)
@@ -75,6 +79,7 @@ class HostCandidate:
             "software_version": str(self.capability.software_version) if self.capability else None,
             "confidence": self.capability.confidence if self.capability else None,
             "inferred_from": self.inferred_from,
+            "create_vgpu": self.vgpu_type,
             "free": self.free,
             "level": self.verdict.level if self.verdict else None,
             "plan": self.verdict.plan if self.verdict else None,
@@ -121,10 +126,10 @@ class Ranking:
         }
 
 
-def _judge(source: DeviceDescriptor, cand: HostCandidate) -> None:
+def _judge(source: DeviceDescriptor, cand: HostCandidate, nvml: Nvml | None = None) -> None:
     if cand.capability is None:
         return
-    cand.verdict = check(source, cand.capability)
+    cand.verdict = check(source, cand.capability, nvml=NvmlAnswer.of(ask(nvml, source, cand.capability)))
     cand.reasons += [f"{f.code}: {f.message}" for f in cand.verdict.errors]
 
 
@@ -200,6 +205,42 @@ def _function_candidates(
     return out
 
 
+def _vgpu_candidates(
+    source: DeviceDescriptor, host: Host, inv: Inventory, describer: Describer, claimed: dict[str, str]
+) -> list[HostCandidate]:
+    """NVIDIA SR-IOV vGPU: the VFs that carry the source's type and are free, and those that can be made it (a VF
+    that cannot, now, is kept with the reason: the board is full or holds types of another size)."""
+    digits = source.type.removeprefix("nvidia-")
+    number = int(digits) if digits.isascii() and digits.isdigit() else -1
+    nvml = host.nvml()
+    out = []
+    for fn in inv.pci:
+        if fn.vgpu is None or fn.vgpu.current not in (0, number):
+            continue
+        make = None if fn.vgpu.current else number
+        cand = HostCandidate("function", fn.physfn or fn.address, source.type, fn.address, free=1, vgpu_type=make)
+        out.append(cand)
+        if fn.address in claimed:
+            cand.reasons.append(f"claimed by devmig prepare {claimed[fn.address]}")
+        elif host.in_use(fn.address, fn.iommu_group):
+            cand.reasons.append("open by a VM (its VFIO device is busy)")
+        if cand.reasons:
+            cand.free = 0
+            continue
+        room = make is None or number in fn.vgpu.creatable
+        try:
+            cand.capability = describer.vgpu_capability(fn, number, free=1 if room else 0)
+        except DevmigError as exc:
+            cand.reasons.append(f"cannot be described: {exc}")
+            continue
+        _judge(source, cand, nvml)
+        if not room:
+            cand.free = 0
+            listed = ", ".join(str(t) for t in fn.vgpu.creatable) or "none: the board is full"
+            cand.reasons.append(f"vGPU type {number} is not creatable on this VF now (creatable: {listed})")
+    return out
+
+
 #: The rank of a function whose type is known only once bound: after every candidate whose type is known.
 UNKNOWN_RANK = Rank(unusable=0, not_identical=1, changes=1_000, minor_distance=0, bugfix_distance=0, fewer_free=-1)
 
@@ -209,9 +250,11 @@ def rank_candidates(
 ) -> Ranking:
     """Every candidate on `host` for `source`, judged and ranked; `claimed` maps functions to their prepare."""
     inv = Inventory.scan(host.sysfs)
-    describer = Describer(inv, profiles)
+    describer = Describer(inv, profiles, host.nvml())
     match = FUNCTION_TYPE.fullmatch(source.type) if source.device_api == "vfio-pci" else None
-    if match is not None:
+    if source.api.get("vgpu_mode") == "sriov":
+        found = _vgpu_candidates(source, host, inv, describer, claimed or {})
+    elif match is not None:
         found = _function_candidates(source, host, inv, describer, match["driver"], match["pci_id"], claimed or {})
     else:
         found = [_mdev_candidate(source, describer, mtype) for mtype in inv.types()]
@@ -220,7 +263,8 @@ def rank_candidates(
         if cand.capability is None or cand.verdict is None:
             cand.rank = UNKNOWN_RANK
             continue
-        cand.rank = candidate_rank(source, cand.capability, cand.verdict, binding_changes=1 if cand.bind else 0)
+        changes = 1 if cand.bind or cand.vgpu_type else 0
+        cand.rank = candidate_rank(source, cand.capability, cand.verdict, binding_changes=changes)
     usable.sort(key=lambda c: (c.rank, c.parent, c.type, c.device or ""))
     problems = [str(w) for w in inv.warnings]
     return Ranking(host.name, source, usable, [c for c in found if not c.usable], problems)

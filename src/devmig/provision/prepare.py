@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from devmig.compat import check
+from devmig.compat.nvidia import NvmlAnswer
 from devmig.errors import DevmigError, IncompatibleError, InputError
 from devmig.host.access import Host
 from devmig.host.describe import Describer, parse_param_text
@@ -28,15 +29,18 @@ from devmig.host.devices import PciFunction
 from devmig.host.inventory import Inventory
 from devmig.host.mdev import MDEV_DEVICES
 from devmig.host.mdevctl import MDEVCTL_CONFIG_DIR, definition
+from devmig.host.nvml import ask
 from devmig.host.ops import (
     NoCapacityError,
     RefusedError,
     UndoStep,
     bind_pci,
     create_mdev,
+    create_vgpu,
     undo_attribute,
     undo_binding,
     undo_create_mdev,
+    undo_create_vgpu,
     undo_file,
 )
 from devmig.host.profile import Profile, load_profiles
@@ -64,6 +68,8 @@ class Prepared:
     params: dict[str, ParamValue]
     #: the driver the function was bound to (None: no binding change)
     bound: str | None = None
+    #: the NVIDIA vGPU type made on the VF (None: none made)
+    vgpu: int | None = None
     #: the mdevctl definition written (--persist)
     persisted: str | None = None
     source_id: str | None = None
@@ -89,6 +95,7 @@ class Prepared:
             "type": self.type,
             "params": self.params,
             "bound": self.bound,
+            "vgpu": self.vgpu,
             "persisted": self.persisted,
             "source_id": self.source_id,
             "existing": self.existing,
@@ -107,6 +114,7 @@ class Prepared:
             type=record["type"],
             params=dict(record["params"]),
             bound=record.get("bound"),
+            vgpu=record.get("vgpu"),
             persisted=record.get("persisted"),
             source_id=record.get("source_id"),
             existing=existing,
@@ -184,18 +192,26 @@ class _Attempt:
         if cand.bind is not None:
             journal.record(f"bind PCI function {address} to {driver}", undo_binding(self.root, address))
             bind_pci(self.root, address, driver)
+        if cand.vgpu_type is not None:
+            journal.record(
+                f"create vGPU type {cand.vgpu_type} on VF {address}", undo_create_vgpu(address, cand.vgpu_type)
+            )
+            create_vgpu(self.root, address, cand.vgpu_type)
         inv = Inventory.scan(self.root, parts=("pci",))
         fn = inv.device(address)
         assert isinstance(fn, PciFunction)
         if self.host.in_use(address, fn.iommu_group):
             raise NoCapacityError(f"PCI function {address}: opened by a VM meanwhile")
-        cap = Describer(inv, self.profiles).function_capability(fn)
-        verdict = check(self.source, cap)
+        nvml = self.host.nvml()
+        cap = Describer(inv, self.profiles, nvml).function_capability(fn)
+        verdict = check(self.source, cap, nvml=NvmlAnswer.of(ask(nvml, self.source, cap)))
         if not verdict.compatible:
             reasons = "; ".join(f"{f.code}: {f.message}" for f in verdict.errors)
             raise IncompatibleError(f"PCI function {address}, once bound to {driver}: {reasons}", verdict)
         written = self._write_params(journal, f"PCI function {address}", fn.path, cap, verdict.plan or {}, True)
-        return Prepared(self.id, self.host.name, "function", address, cand.parent, cand.type, written, cand.bind)
+        return Prepared(
+            self.id, self.host.name, "function", address, cand.parent, cand.type, written, cand.bind, cand.vgpu_type
+        )
 
     def _write_params(
         self,

@@ -20,8 +20,10 @@ from devmig.errors import InputError
 from devmig.model.load import json_path, validate_document
 from devmig.sim.drivers import gpu as gpu_driver
 from devmig.sim.drivers.nic import SimNic
+from devmig.sim.drivers.nvidia import BOARDS as NVIDIA_BOARDS
+from devmig.sim.drivers.nvidia import SimNvidiaBoard, SimNvml
 from devmig.sim.drivers.s390 import vfio_ap, vfio_ccw
-from devmig.sim.fs import kernel_error
+from devmig.sim.fs import kernel_error, static
 from devmig.sim.kernel import SimKernel
 from devmig.sim.persist import PersistentVdpa, extend
 
@@ -56,6 +58,25 @@ class NicSpec(BaseModel):
     running: list[str] = Field(default_factory=list, description="bound VFs open by a VM")
 
 
+class VgpuSpec(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    vf: int = Field(ge=0, description="the VF's index on its board (0 is the first VF)")
+    type: int = Field(gt=0, description="the vGPU type ID written to its nvidia/current_vgpu_type")
+    running: bool = Field(default=True, description="open by a VM")
+
+
+class NvidiaSpec(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    address: str = Field(pattern=r"^[0-9a-f]{4}:[0-9a-f]{2}:00\.0$", description="the physical function")
+    board: str = Field(description="a simulated board: " + ", ".join(NVIDIA_BOARDS))
+    driver: str = Field(default="570.124.06", description="the vGPU Manager's version (sys/module/nvidia/version)")
+    ecc: bool = True
+    vfs: int = Field(default=4, ge=0, le=15)
+    vgpus: list[VgpuSpec] = Field(default_factory=list)
+
+
 class HostSpec(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -67,6 +88,10 @@ class HostSpec(BaseModel):
     ccw: list[str] = Field(default_factory=list, description="subchannel bus ids bound to vfio_ccw")
     ap: bool = Field(default=False, description="a vfio_ap matrix device")
     vdpa: bool = Field(default=False, description="vdpa_sim's management devices vdpasim_net and vdpasim_blk")
+    os: str | None = Field(
+        default=None, pattern=r"^[a-z]+-[0-9.]+$", description="/etc/os-release as ID-VERSION_ID (rhel-9.6)"
+    )
+    nvidia: list[NvidiaSpec] = Field(default_factory=list, description="NVIDIA boards in vGPU-on-SR-IOV mode")
 
 
 class LabSpec(BaseModel):
@@ -85,6 +110,8 @@ class SimHost:
         self.name = spec.name
         self.kernel = SimKernel(f"{lab}/{spec.name}", osrelease=spec.kernel)
         self.running: list[str] = []
+        #: the simulated NVML of its NVIDIA boards (None without one)
+        self.nvml: SimNvml | None = None
         # its changes are logged with the sysfs changes, for the next command on this host (devmig.sim.persist)
         self.vdpa = PersistentVdpa(self.kernel.fs, uevents=self.kernel.uevents) if spec.vdpa else None
         extend(self.kernel.fs, "module", self._reload)
@@ -97,6 +124,32 @@ class SimHost:
             self.kernel.add_mdev_parent(busid, path, vfio_ccw(), subsystem="sys/bus/css")
         if spec.ap:
             self.kernel.add_mdev_parent("matrix", self.kernel.add_ap_matrix(), vfio_ap(), subsystem="sys/class/vfio_ap")
+        if spec.os is not None:
+            os_id, version = spec.os.split("-", 1)
+            self.kernel.fs.add_file("etc/os-release", static(f'ID="{os_id}"\nVERSION_ID="{version}"\n'))
+        if spec.nvidia:
+            self.nvml = SimNvml([self._add_nvidia(board) for board in spec.nvidia])
+
+    def _add_nvidia(self, spec: NvidiaSpec) -> SimNvidiaBoard:
+        if spec.board not in NVIDIA_BOARDS:
+            raise InputError(f"lab host {self.name}: board {spec.address}: expected one of {', '.join(NVIDIA_BOARDS)}")
+        drivers = {b.driver for b in self.spec.nvidia}
+        if len(drivers) > 1:
+            raise InputError(f"lab host {self.name}: one nvidia module, one version (found {', '.join(drivers)})")
+        board = SimNvidiaBoard(spec.board, spec.driver, self.spec.os or "", spec.ecc)
+        vfs = board.install(self.kernel, spec.address, spec.vfs)
+        for vgpu in spec.vgpus:
+            if vgpu.vf >= len(vfs):
+                raise InputError(f"lab host {self.name}: board {spec.address} has {len(vfs)} VFs, no VF {vgpu.vf}")
+            try:
+                board.set_type(self.kernel, vfs[vgpu.vf], vgpu.type)
+            except OSError as exc:
+                raise InputError(
+                    f"lab host {self.name}: VF {vfs[vgpu.vf]}: the driver refused type {vgpu.type} ({exc})"
+                ) from None
+            if vgpu.running:
+                self.start(vfs[vgpu.vf])
+        return board
 
     def _add_gpu(self, gpu: GpuSpec) -> None:
         try:

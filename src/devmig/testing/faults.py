@@ -16,6 +16,7 @@ from devmig.host.sysfs import MAX_ATTRIBUTE_BYTES, Sysfs, SysfsError
 
 if TYPE_CHECKING:
     from devmig.host.access import Host
+    from devmig.host.nvml import Nvml
     from devmig.vdpa.backend import VdpaBackend
 
 MUTATIONS = ("write", "write_file", "remove_file")
@@ -162,3 +163,6 @@ class SysfsSwapped:
 
     def vdpa_if_any(self) -> VdpaBackend | None:
         return self.host.vdpa_if_any()
+
+    def nvml(self) -> Nvml | None:
+        return self.host.nvml()

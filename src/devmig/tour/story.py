@@ -97,7 +97,8 @@ def tour(lab: Lab, device: str | None = None) -> Tour:
     chosen = device or first.running[0]
     profiles = load_profiles()
     inventory = Inventory.scan(first.kernel.fs)
-    descriptor = Describer(inventory, profiles).descriptor(inventory.device(chosen))
+    nvml = lab_host(lab, first).nvml()  # the simulated NVML of NVIDIA boards: their ECC and migration metadata
+    descriptor = Describer(inventory, profiles, nvml).descriptor(inventory.device(chosen))
     result = Tour(lab=lab, source_host=first.name, device=chosen, descriptor=descriptor)
     hosts = {sim.name: lab_host(lab, sim) for sim in list(lab.hosts.values())[1:]}
     for name, host in hosts.items():
