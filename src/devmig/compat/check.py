@@ -10,9 +10,10 @@ from devmig.model.params import ParamValue
 from devmig.model.verdict import Level, Verdict
 
 
-def check(source: DeviceDescriptor, destination: TypeCapability) -> Verdict:
-    """Can `source` migrate to a new device of type `destination`? Pure: no I/O."""
-    ctx = Context.of(source, destination)
+def check(source: DeviceDescriptor, destination: TypeCapability, *, devices: int = 1) -> Verdict:
+    """Can `source` migrate to a new device of type `destination`, in a VM with `devices` VFIO devices (1 when the
+    VM is not known)? Pure: no I/O."""
+    ctx = Context.of(source, destination, devices)
     findings = [f for rule in RULES for f in rule(ctx)]
     compatible = not any(f.severity == "error" for f in findings)
     level: Level = "incompatible" if not compatible else ("compatible" if findings else "identical")

@@ -22,6 +22,7 @@ from pydantic import (
 )
 from pydantic.config import JsonDict
 
+from devmig.model.migration import MigrationSupport
 from devmig.model.params import ParamName, ParamSpec, ParamValue, check_value_text
 from devmig.model.version import VersionField
 
@@ -176,6 +177,9 @@ class TypeCapability(BaseModel):
         description="declared: the driver's migration_info.json; profile: devmig's knowledge of the driver; "
         "unverified: neither (strict identity only, identity keys may be missing)",
     )
+    migration: MigrationSupport | None = Field(
+        default=None, description="the driver's VFIO migration flags and dirty tracking on this host, when known"
+    )
 
     @model_validator(mode="after")
     def _consistent(self) -> Self:
@@ -213,6 +217,9 @@ class DeviceDescriptor(BaseModel):
         default=None,
         description="the device's own address on the host that described it (absent: not known); where it is, "
         "never what it is: compatibility ignores it",
+    )
+    migration: MigrationSupport | None = Field(
+        default=None, description="the driver's VFIO migration flags and dirty tracking on its host, when known"
     )
 
     @model_validator(mode="after")
