@@ -28,8 +28,15 @@ def verdict_lines(verdict: Verdict, source: DeviceDescriptor, dest: TypeCapabili
 @click.command(name="check")
 @click.argument("source", metavar="SOURCE")
 @click.argument("destination", metavar="DEST")
+@click.option(
+    "--devices",
+    type=click.IntRange(min=1),
+    default=1,
+    show_default=True,
+    help="VFIO devices of the source's VM, this one included (more than one needs P2P on every device)",
+)
 @output_options
-def command(source: str, destination: str, json_output: bool, pretty: bool) -> int:
+def command(source: str, destination: str, devices: int, json_output: bool, pretty: bool) -> int:
     """Check the device SOURCE (a descriptor) against the type DEST (a capability, migration_info.json).
 
     Either file may be - for standard input. Every failed rule is reported. Exit 0 when compatible,
@@ -39,7 +46,7 @@ def command(source: str, destination: str, json_output: bool, pretty: bool) -> i
     single_stdin(source, destination)
     src = load(DeviceDescriptor, source)
     dst = load(TypeCapability, destination)
-    verdict = check(src, dst)
+    verdict = check(src, dst, devices=devices)
     if opts.json:
         emit_json(verdict.model_dump(mode="json"), opts)
     else:

@@ -110,6 +110,7 @@ def command(
         f"1. The device: on {story.source_host}, {story.device} is running (a VM is using it).",
         f"   devmig describes it as {d.type}, model {d.model or '-'}, driver version {d.software_version},",
         f"   migration parameters {assignments(d.params)}.",
+        *_migration_line(d),
         "",
         "2. Which host could take it? devmig checks it against "
         + ("each host's free functions of its PCI identity:" if story.function else "every type each host can create:"),
@@ -191,3 +192,12 @@ def _try(lab_name: str, story: Tour) -> list[str]:
             f"devmig plan - --host {host(other.host)}"
         )
     return lines
+
+
+def _migration_line(d: DeviceDescriptor) -> list[str]:
+    """The driver's migration flags and who tracks its DMA, when its profile tells them."""
+    m = d.migration
+    if m is None:
+        return []
+    flags = ", ".join(m.flags) if m.flags else ("none" if m.flags == [] else "not known")
+    return [f"   its driver migrates with {flags}; its DMA is tracked by: {m.dirty_tracking or 'not known'}."]

@@ -11,10 +11,13 @@ from devmig.model.params import ParamValue
 from devmig.model.verdict import Level, Verdict
 
 
-def check(source: DeviceDescriptor, destination: TypeCapability, *, nvml: NvmlAnswer | None = None) -> Verdict:
-    """Can `source` migrate to a new device of type `destination`? Pure: no I/O. `nvml` is NVML's own answer on the
-    pair, when the caller could ask it (devmig.host.nvml): it adds NVML's verdict to NVIDIA's documented rules."""
-    ctx = Context.of(source, destination, nvml)
+def check(
+    source: DeviceDescriptor, destination: TypeCapability, *, nvml: NvmlAnswer | None = None, devices: int = 1
+) -> Verdict:
+    """Can `source` migrate to a new device of type `destination`, in a VM with `devices` VFIO devices (1 when the
+    VM is not known)? Pure: no I/O. `nvml` is NVML's own answer on the pair, when the caller could ask it
+    (devmig.host.nvml): it adds NVML's verdict to NVIDIA's documented rules."""
+    ctx = Context.of(source, destination, nvml, devices)
     findings = [f for rule in RULES for f in rule(ctx)]
     compatible = not any(f.severity == "error" for f in findings)
     level: Level = "incompatible" if not compatible else ("compatible" if findings else "identical")

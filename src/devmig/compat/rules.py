@@ -10,7 +10,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from devmig.compat import nvidia
+from devmig.compat.migration import cannot_dirty_track, cannot_migrate, lacks_p2p
 from devmig.model.descriptor import DeviceDescriptor, ModelSpec, TypeCapability
+from devmig.model.migration import MigrationSupport
 from devmig.model.params import ParamSpec, has_type, param_type_name
 from devmig.model.verdict import Finding, Severity
 
@@ -41,6 +43,21 @@ CODES: dict[str, tuple[Severity, str]] = {
         "an mdevctl definition writes a migration/<param> attribute the type's driver does not have (devmig knows the "
         "type from a profile: the parameter is fixed by the type)",
     ),
+    "migration-unsupported": (
+        "error",
+        "a side's driver implements no VFIO migration (no migration flags; nvgrace_gpu_vfio_pci, or xe_vfio_pci on "
+        "a PF that does not enable it)",
+    ),
+    "no-dirty-tracking": (
+        "error",
+        "the destination tracks no DMA for a device that does DMA: neither the driver's DMA logging nor the host "
+        "IOMMU's dirty tracking (QEMU blocks the VM's migration there)",
+    ),
+    "no-p2p": (
+        "error",
+        "the VM has more than one VFIO device and a side's driver lacks P2P: QEMU migrates several only when all "
+        "have it",
+    ),
     "destination-not-prepared": (
         "error",
         "an existing destination device holds another value than the write plan's (check_device, at migration)",
@@ -59,17 +76,23 @@ class Context:
     params: dict[str, ParamSpec] | None
     #: NVML's own verdict on the pair, when the caller could ask NVML (devmig.host.nvml)
     nvml: nvidia.NvmlAnswer | None = None
+    #: the VFIO devices of the source's VM, this one included (1 when the VM is not known)
+    devices: int = 1
 
     @classmethod
     def of(
-        cls, source: DeviceDescriptor, destination: TypeCapability, nvml: nvidia.NvmlAnswer | None = None
+        cls,
+        source: DeviceDescriptor,
+        destination: TypeCapability,
+        nvml: nvidia.NvmlAnswer | None = None,
+        devices: int = 1,
     ) -> Context:
         spec: ModelSpec | None
         if source.model is None:
             spec = ModelSpec() if not destination.models else None
         else:
             spec = destination.models.get(source.model)
-        return cls(source, destination, None if spec is None else dict(spec.params), nvml)
+        return cls(source, destination, None if spec is None else dict(spec.params), nvml, devices)
 
 
 def show(value: object) -> str:
@@ -280,6 +303,49 @@ def vendor(ctx: Context) -> Iterator[Finding]:
     )
 
 
+def _sides(ctx: Context) -> tuple[tuple[str, MigrationSupport | None], ...]:
+    return (("source", ctx.source.migration), ("destination", ctx.destination.migration))
+
+
+def migration_support(ctx: Context) -> Iterator[Finding]:
+    for side, support in _sides(ctx):
+        if cannot_migrate(support):
+            yield finding(
+                "migration-unsupported",
+                "migration.flags",
+                f"the {side}'s driver implements no VFIO migration (it has no migration flags)",
+                ctx.source.migration.flags if ctx.source.migration else None,
+                ctx.destination.migration.flags if ctx.destination.migration else None,
+            )
+
+
+def dirty_tracking(ctx: Context) -> Iterator[Finding]:
+    src, dst = ctx.source.migration, ctx.destination.migration
+    if cannot_dirty_track(src, dst):
+        yield finding(
+            "no-dirty-tracking",
+            "migration.dirty_tracking",
+            f"the destination cannot track the pages the device's DMA dirties (its driver has no DMA logging and "
+            f"the host IOMMU has no dirty tracking), but the device does DMA (source: "
+            f"{src.dirty_tracking if src and src.dirty_tracking else 'not known'})",
+            src.dirty_tracking if src else None,
+            "none",
+        )
+
+
+def p2p(ctx: Context) -> Iterator[Finding]:
+    for side, support in _sides(ctx):
+        if support is not None and support.flags and lacks_p2p(support.bits, ctx.devices):
+            yield finding(
+                "no-p2p",
+                "migration.flags",
+                f"the VM has {ctx.devices} VFIO devices and the {side}'s driver lacks P2P (flags: "
+                f"{', '.join(support.flags)}): QEMU migrates several only when all have it",
+                ctx.source.migration.flags if ctx.source.migration else None,
+                ctx.destination.migration.flags if ctx.destination.migration else None,
+            )
+
+
 Rule = Callable[[Context], Iterator[Finding]]
 
 #: Every rule runs; all findings are reported, not only the first.
@@ -292,4 +358,7 @@ RULES: tuple[Rule, ...] = (
     source_params,
     destination_params,
     vendor,
+    migration_support,
+    dirty_tracking,
+    p2p,
 )

@@ -21,19 +21,25 @@ from typing import TYPE_CHECKING
 from pydantic import ValidationError
 
 from devmig.errors import DevmigError, InputError
-from devmig.host.devices import MdevDevice, MdevType, PciFunction, Subchannel
+from devmig.host.devices import MdevDevice, MdevType, PciFunction, Subchannel, driver_key
 from devmig.host.inventory import Device, Inventory
+from devmig.host.iommu import iommu_dirty_tracking, vfio_registers_migration
 from devmig.host.nvml import Nvml, encode
 from devmig.host.sysfs import SysfsError
 from devmig.model.descriptor import DeviceAddress, DeviceDescriptor, ModelSpec, TypeCapability, VendorFacts
 from devmig.model.load import parse_document, problem
+from devmig.model.migration import DirtyTracking, MigrationFlag, MigrationSupport
 from devmig.model.params import ParamSpec, ParamValue, value_from_text
 from devmig.model.version import SoftwareVersion
 
 if TYPE_CHECKING:  # types only: a declared type is described without the profile models (the mdevctl callout)
-    from devmig.host.profile import Profile, ValueSource
+    from devmig.host.profile import MigrationRule, Profile, ValueSource
 
 _NUMBERS_RE = re.compile(r"[0-9]+")
+#: facts a profile reads in one spelling whatever the kernel's (xe-vfio-pci and xe_vfio_pci are one driver)
+_NORMALISED_FACTS = {"driver": driver_key, "parent_driver": driver_key}
+#: a profile's device_dirty_tracking -> what tracks the device's DMA: the device, or (None) the host IOMMU if it can
+_DEVICE_TRACKS: dict[str, DirtyTracking | None] = {"yes": "device", "not-needed": "not-needed", "no": None}
 UNVERIFIED_VERSION = "0.0.0"
 
 
@@ -91,6 +97,7 @@ def _descriptor_of(
             confidence=cap.confidence,
             address=DeviceAddress.model_validate(address),
             vendor=vendor if vendor is not None else cap.vendor,
+            migration=cap.migration,
         )
 
 
@@ -102,6 +109,7 @@ class Facts:
     device_api: str
     pci_id: str | None = None
     subsystem_id: str | None = None
+    revision: str | None = None
     driver: str | None = None
     parent_pci_id: str | None = None
     parent_driver: str | None = None
@@ -160,6 +168,7 @@ class Describer:
             device_api="vfio-pci",
             pci_id=fn.pci_id,
             subsystem_id=sub,
+            revision=fn.revision,
             driver=fn.driver,
         )
 
@@ -181,7 +190,8 @@ class Describer:
         value = facts.get(src.device)
         if value is None:
             raise SysfsError(f"{what}: the device's {src.device} is not known")
-        return value
+        normalise = _NORMALISED_FACTS.get(src.device)
+        return normalise(value) if normalise else value
 
     def _module_identity(self, driver: str | None, prefix: str, api: dict[str, str]) -> None:
         if driver is None:
@@ -228,8 +238,26 @@ class Describer:
                     f"{what}: profile {profile.id} ({profile.origin}) gives no {name} for type {facts.type}"
                 )
             params[name] = rule.by_type[facts.type]
-        model = profile.model_for(type=facts.type, driver=facts.driver or "", pci_id=facts.pci_id or "")
+        model = profile.model_for(type=facts.type, driver=driver_key(facts.driver or ""), pci_id=facts.pci_id or "")
         return model, version, api, params
+
+    def function_migration(self, rule: MigrationRule | None, fn: PciFunction) -> MigrationSupport | None:
+        """The function's migration on this host, from its profile's rule and what the host shows: the PF's
+        enablement (VFIO's debugfs), the IOMMU's dirty tracking. A part devmig cannot read is None (not known)."""
+        if rule is None:
+            return None
+        flags: list[MigrationFlag] | None = list(rule.flags)
+        if rule.pf_enables and flags:
+            registered = vfio_registers_migration(self.root, fn.path)
+            flags = None if registered is None else (flags if registered else [])
+        tracking = _DEVICE_TRACKS.get(rule.device_dirty_tracking)
+        if tracking is None and flags != []:
+            iommu = iommu_dirty_tracking(self.root, fn.path)
+            if iommu:
+                tracking = "iommu"
+            elif iommu is False and rule.device_dirty_tracking == "no":
+                tracking = "none"  # with "firmware", the device may still log its DMA: not known
+        return MigrationSupport(flags=flags, dirty_tracking=tracking)
 
     # -- capabilities --------------------------------------------------------------------------------------------
 
@@ -321,7 +349,13 @@ class Describer:
             return self._profile_function(profile, facts, what, free, self._vgpu_vendor(fn, pgpu))
 
     def _profile_function(
-        self, profile: Profile, facts: Facts, what: str, free: int, vendor: VendorFacts | None = None
+        self,
+        profile: Profile,
+        facts: Facts,
+        what: str,
+        free: int,
+        vendor: VendorFacts | None = None,
+        migration: MigrationSupport | None = None,
     ) -> TypeCapability:
         """A PCI function's type as a profile describes it: one model, no parameters (the driver checks none)."""
         model, version, api, _ = self._profile_parts(profile, facts, what)
@@ -334,6 +368,7 @@ class Describer:
             available_instances=free,
             confidence="profile",
             vendor=vendor,
+            migration=migration,
         )
 
     def vgpu_types(self) -> list[tuple[PciFunction, int, int]]:
@@ -366,7 +401,9 @@ class Describer:
             return cap.model_copy(update={"available_instances": 1})
         profile = self.profile_for_function(fn)
         if profile is not None:
-            return self._profile_function(profile, facts, what, 1)
+            return self._profile_function(
+                profile, facts, what, 1, migration=self.function_migration(profile.migration, fn)
+            )
         return TypeCapability(
             device_api="vfio-pci",
             type=facts.type,

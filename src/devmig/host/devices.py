@@ -9,17 +9,25 @@ from __future__ import annotations
 from dataclasses import dataclass, field, fields
 from typing import Any
 
-#: VFIO PCI drivers: plain vfio-pci (no migration) and the variant drivers that implement migration v2.
+#: VFIO PCI drivers by `driver_key`: plain vfio-pci (no migration) and the variant drivers that implement migration v2
+#: (xe_vfio_pci only on a PF that enables it; devmig.host.iommu reads that).
 VFIO_PCI_DRIVERS: dict[str, bool] = {
-    "vfio-pci": False,
+    "vfio_pci": False,
     "mlx5_vfio_pci": True,
     "hisi_acc_vfio_pci": True,
     "pds_vfio_pci": True,
     "virtio_vfio_pci": True,
     "qat_vfio_pci": True,
+    "xe_vfio_pci": True,
     "nvgrace_gpu_vfio_pci": False,
     "ism_vfio_pci": False,
 }
+
+
+def driver_key(name: str) -> str:
+    """A driver's name as one spelling: the kernel names some with hyphens (vfio-pci, xe-vfio-pci) and their modules
+    with underscores (vfio_pci, xe_vfio_pci); both are the same driver."""
+    return name.replace("-", "_")
 
 
 #: each dataclass's field names, in order, read once (dataclasses.fields() is slow on 10,000 devices)
@@ -103,16 +111,17 @@ class PciFunction:
 
     @property
     def vfio(self) -> bool:
-        """Bound to vfio-pci or a VFIO variant driver (named *_vfio_pci by kernel convention), or a VF carrying an
-        NVIDIA vGPU (nvidia.ko registers it with vfio-pci-core): assignable."""
+        """Bound to vfio-pci or a VFIO variant driver (*_vfio_pci or *-vfio-pci by kernel convention), or a VF
+        carrying an NVIDIA vGPU (nvidia.ko registers it with vfio-pci-core): assignable."""
         if self.vgpu is not None:
             return self.vgpu.current != 0  # with no type, opening the VFIO device is ENODEV
-        return self.driver is not None and (self.driver in VFIO_PCI_DRIVERS or self.driver.endswith("_vfio_pci"))
+        key = driver_key(self.driver or "")
+        return self.driver is not None and (key in VFIO_PCI_DRIVERS or key.endswith("_vfio_pci"))
 
     @property
     def migration_driver(self) -> bool:
         """Bound to a variant driver that implements VFIO migration (nvidia.ko for its vGPU VFs: stop-copy)."""
-        return self.vgpu is not None or VFIO_PCI_DRIVERS.get(self.driver or "", False)
+        return self.vgpu is not None or VFIO_PCI_DRIVERS.get(driver_key(self.driver or ""), False)
 
     def to_dict(self) -> dict[str, Any]:
         out = _plain(self)

@@ -20,14 +20,18 @@ from typing import Literal, Self
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from devmig.errors import InputError
+from devmig.host.devices import driver_key
 from devmig.model.load import validate_document
+from devmig.model.migration import MigrationFlag
 from devmig.model.params import ParamName, ParamType, ParamValue, has_type
 
 ENV_PROFILES_DIR = "DEVMIG_PROFILES_DIR"
 DEFAULT_PROFILES_DIR = "/etc/devmig/profiles.d"
 
 #: Facts about the device at hand that a profile may use (see describe.DeviceFacts).
-DeviceFact = Literal["pci_id", "subsystem_id", "driver", "parent_pci_id", "parent_driver", "subchannel_type", "type"]
+DeviceFact = Literal[
+    "pci_id", "subsystem_id", "revision", "driver", "parent_pci_id", "parent_driver", "subchannel_type", "type"
+]
 
 
 class ValueSource(BaseModel):
@@ -80,6 +84,22 @@ class Match(BaseModel):
         return self
 
 
+class MigrationRule(BaseModel):
+    """How the driver migrates: its VFIO_MIGRATION_* flags and whether the device logs its own DMA."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    flags: list[MigrationFlag] = Field(description="the driver's migration flags; empty: no VFIO migration")
+    device_dirty_tracking: Literal["yes", "no", "firmware", "not-needed"] = Field(
+        description="yes: the driver logs the device's DMA; no: the host IOMMU must track it; firmware: the driver "
+        "logs it when the device's firmware can (not visible in sysfs); not-needed: the device does no DMA"
+    )
+    pf_enables: bool = Field(
+        default=False,
+        description="the PF's driver decides whether the VF migrates at all (read from VFIO's debugfs when mounted)",
+    )
+
+
 _TEMPLATE_RE = re.compile(r"\{(type|driver|pci_id)\}")
 
 
@@ -95,13 +115,14 @@ class Profile(BaseModel):
     )
     api: dict[str, ValueSource] = Field(default_factory=dict, description="identity values that must be equal")
     params: dict[ParamName, ParamRule] = Field(default_factory=dict)
+    migration: MigrationRule | None = None
     origin: str = Field(default="", exclude=True)
 
     def matches_type(self, type_id: str) -> bool:
         return any(fnmatch.fnmatchcase(type_id, pattern) for pattern in self.match.types)
 
     def matches_function(self, driver: str | None, pci_id: str | None) -> bool:
-        if driver is None or driver not in self.match.drivers:
+        if driver is None or driver_key(driver) not in {driver_key(d) for d in self.match.drivers}:
             return False
         return not self.match.pci_ids or any(fnmatch.fnmatchcase(pci_id or "", p) for p in self.match.pci_ids)
 

@@ -17,11 +17,11 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 from devmig.compat import candidate_rank, check
+from devmig.compat.migration import lacks_p2p
 from devmig.compat.rank import Rank
 from devmig.host.describe import version_from_text
 from devmig.libvirt.domain import DomainXml, Hostdev
 from devmig.libvirt.metadata import NAMESPACE, Metadata
-from devmig.migrate.uapi import VFIO_MIGRATION_P2P
 from devmig.model.descriptor import DeviceDescriptor, TypeCapability
 from devmig.model.preflight import (
     SEVERITIES,
@@ -212,7 +212,7 @@ def judge(facts: Facts, hostdev: HostdevFacts) -> DeviceOutcome:
     if descriptor is None:
         return outcome
     for index, dest in enumerate(facts.destination.types):
-        verdict = check(descriptor, dest.capability)
+        verdict = check(descriptor, dest.capability, devices=len(facts.hostdevs))
         version = str(dest.capability.software_version)
         if not verdict.compatible:
             outcome.refused.append(Refusal(type=dest.type_id, version=version, findings=verdict.errors))
@@ -476,7 +476,7 @@ def device_migration(facts: Facts, devices: list[DeviceOutcome]) -> Iterator[Pre
                     hostdev.label,
                     "its driver has no VFIO migration (VFIO_DEVICE_FEATURE_MIGRATION answers ENOTTY)",
                 )
-            elif several and not flags & VFIO_MIGRATION_P2P:
+            elif lacks_p2p(flags, len(devices)):
                 yield item(
                     "no-p2p",
                     hostdev.label,

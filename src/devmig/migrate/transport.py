@@ -390,6 +390,11 @@ def migrate_local(
     try:
         sender = Source(source, identity=identity, budget=budget, progress=progress)
         sent = send(sender, SocketChannel(left, "the in-process sender"))
+    except StreamError as exc:
+        thread.join(timeout)
+        if failure and not isinstance(failure[0], StreamError):
+            raise failure[0] from exc  # the receiver's own reason (its driver's refusal), not the lost connection
+        raise
     finally:
         thread.join(timeout)
     if failure:

@@ -22,6 +22,7 @@ from pydantic import (
 )
 from pydantic.config import JsonDict
 
+from devmig.model.migration import MigrationSupport
 from devmig.model.params import ParamName, ParamSpec, ParamValue, check_value_text
 from devmig.model.version import VersionField
 
@@ -190,6 +191,9 @@ class TypeCapability(BaseModel):
     vendor: VendorFacts | None = Field(
         default=None, description="facts the vendor's own rules compare (absent: none); see VendorFacts"
     )
+    migration: MigrationSupport | None = Field(
+        default=None, description="the driver's VFIO migration flags and dirty tracking on this host, when known"
+    )
 
     @model_validator(mode="after")
     def _consistent(self) -> Self:
@@ -230,6 +234,9 @@ class DeviceDescriptor(BaseModel):
         default=None,
         description="the device's own address on the host that described it (absent: not known); where it is, "
         "never what it is: compatibility ignores it",
+    )
+    migration: MigrationSupport | None = Field(
+        default=None, description="the driver's VFIO migration flags and dirty tracking on its host, when known"
     )
 
     @model_validator(mode="after")

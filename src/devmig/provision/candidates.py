@@ -23,7 +23,7 @@ from devmig.compat.nvidia import NvmlAnswer
 from devmig.errors import DevmigError, IncompatibleError
 from devmig.host.access import Host
 from devmig.host.describe import Describer
-from devmig.host.devices import MdevType, PciFunction
+from devmig.host.devices import MdevType, PciFunction, driver_key
 from devmig.host.inventory import Inventory
 from devmig.host.nvml import Nvml, ask
 from devmig.host.ops import NoCapacityError
@@ -193,7 +193,8 @@ def _function_candidates(
     claimed: dict[str, str],
 ) -> list[HostCandidate]:
     same = [fn for fn in inv.pci if fn.pci_id == pci_id]
-    sibling = next((fn for fn in same if fn.driver == driver), None)
+    sibling = next((fn for fn in same if driver_key(fn.driver or "") == driver_key(driver)), None)
+    driver = sibling.driver if sibling is not None and sibling.driver else driver  # this host's spelling
     out = []
     for fn in same:
         reason = _unavailable(host, fn, claimed)

@@ -64,6 +64,7 @@ class SimPciFunction:
     vendor: int
     device: int
     class_code: int = 0x020000
+    revision: int = 0
     subsystem_vendor: int = 0
     subsystem_device: int = 0
     driver: str | None = None
@@ -93,6 +94,32 @@ class PciDriver:
     capability: Callable[[SimPciFunction], DriverCapability | None] | None = None
 
 
+#: Intel VT-d extended capabilities (drivers/iommu/intel/iommu.h): scalable mode (SMTS, bit 43), second-stage
+#: accessed/dirty bits (SLADS, bit 45), plus the page-walk coherency and queued-invalidation bits every VT-d has.
+ECAP_BASE, ECAP_SMTS, ECAP_SLADS = 0x0F0505E, 1 << 43, 1 << 45
+IOMMU_DEVICES = "sys/devices/virtual/iommu"
+#: VFIO's debugfs (drivers/vfio/debugfs.c): a directory per device, `migration/` in it when the driver has mig_ops
+VFIO_DEBUGFS = "sys/kernel/debug/vfio"
+
+
+@dataclass
+class SimIommu:
+    """The host's IOMMU (an Intel VT-d): whether it can track the pages devices' DMA dirties, for iommufd users."""
+
+    name: str = "dmar0"
+    dirty_tracking: bool = True
+    #: /dev/iommu: the kernel has iommufd (QEMU tracks dirty pages through the IOMMU only with it)
+    iommufd: bool = True
+
+    @property
+    def ecap(self) -> int:
+        return ECAP_BASE | ECAP_SMTS | (ECAP_SLADS if self.dirty_tracking else 0)
+
+    def hw_info_dirty_tracking(self) -> bool:
+        """IOMMU_GET_HW_INFO's IOMMU_HW_CAP_DIRTY_TRACKING, as iommufd answers it (none without iommufd)."""
+        return self.iommufd and self.dirty_tracking
+
+
 class SimKernel:
     def __init__(self, host: str, osrelease: str = "6.12.57+deb12-amd64") -> None:
         self.fs = SimSysfs(host)
@@ -103,12 +130,24 @@ class SimKernel:
         self.pci_drivers: dict[str, PciDriver] = {}
         self.pci_devices: dict[str, SimVfioDevice] = {}
         self._next_group = 1
+        self._next_vfio = 0
+        #: the IOMMU that translates every PCI function's DMA (None: none shown in sysfs)
+        self.iommu: SimIommu | None = None
         #: the kernel's uevents, as its netlink socket broadcasts them
         self.uevents = UeventBus()
         self.fs.add_file("proc/sys/kernel/osrelease", static(osrelease))
         for rel in ("sys/class/mdev_bus", "sys/bus/mdev/devices", PCI_DEVICES, "sys/bus/pci/drivers", "etc/mdevctl.d"):
             self.fs.mkdir(rel)
         self.fs.add_file("sys/bus/pci/drivers_probe", write=self._drivers_probe)
+
+    def add_iommu(self, iommu: SimIommu) -> None:
+        """The IOMMU in sysfs's layout (sysfs-class-iommu-intel-iommu); PCI functions added later link to it."""
+        self.iommu = iommu
+        path = f"{IOMMU_DEVICES}/{iommu.name}"
+        self.fs.add_file(f"{path}/intel-iommu/ecap", static(f"{iommu.ecap:x}"))
+        self.fs.add_link(f"sys/class/iommu/{iommu.name}", path)
+        if iommu.iommufd:
+            self.fs.add_file("dev/iommu", static(""))
 
     def group(self) -> int:
         self._next_group += 1
@@ -146,7 +185,7 @@ class SimKernel:
         ):
             fs.add_file(f"{path}/{attr}", static(fmt.format(getattr(fn, attr))))
         fs.add_file(f"{path}/class", static(f"0x{fn.class_code:06x}"))
-        fs.add_file(f"{path}/revision", static("0x00"))
+        fs.add_file(f"{path}/revision", static(f"0x{fn.revision:02x}"))
         fs.add_file(f"{path}/numa_node", static(str(fn.numa_node)))
         fs.add_file(
             f"{path}/driver_override",
@@ -158,6 +197,8 @@ class SimKernel:
         if fn.group:
             fs.add_link(f"{path}/iommu_group", f"sys/kernel/iommu_groups/{fn.group}")
             fs.mkdir(f"sys/kernel/iommu_groups/{fn.group}/devices")
+            if self.iommu is not None:
+                fs.add_link(f"{path}/iommu", f"{IOMMU_DEVICES}/{self.iommu.name}")
         if sriov_totalvfs is not None:
             fs.add_file(f"{path}/sriov_totalvfs", static(str(sriov_totalvfs)))
             fs.add_file(f"{path}/sriov_numvfs", lambda: f"{len(fn.virtfns)}\n")
@@ -179,12 +220,23 @@ class SimKernel:
         self.fs.add_link(f"{fn.path}/driver", f"sys/bus/pci/drivers/{name}")
         self.fs.add_link(f"sys/bus/pci/drivers/{name}/{fn.address}", fn.path)
         if driver.make_device is not None:
-            self.pci_devices[fn.address] = driver.make_device(fn)
+            device = self.pci_devices[fn.address] = driver.make_device(fn)
+            self._vfio_dev(fn, device)
         capability = driver.capability(fn) if driver.capability is not None else None
         if capability is not None:
             self.fs.add_file(f"{fn.path}/migration_info.json", static(capability.document()))
             self._param_files(f"{fn.path}/migration", capability, fn.params, fn.address)
         self.uevents.emit("bind", "pci", fn.path, DRIVER=name, PCI_SLOT_NAME=fn.address)
+
+    def _vfio_dev(self, fn: SimPciFunction, device: SimVfioDevice) -> None:
+        """The VFIO device's sysfs node (<device>/vfio-dev/vfioN) and its debugfs directory, with `migration/` when
+        the driver registered migration."""
+        name = f"vfio{self._next_vfio}"
+        self._next_vfio += 1
+        self.fs.mkdir(f"{fn.path}/vfio-dev/{name}")
+        self.fs.mkdir(f"{VFIO_DEBUGFS}/{name}")
+        if device.describe().migration:
+            self.fs.add_file(f"{VFIO_DEBUGFS}/{name}/migration/state", lambda: f"{device.current_state().name}\n")
 
     def _unbind(self, driver: str, text: str) -> None:
         address = text.strip()
@@ -195,6 +247,9 @@ class SimKernel:
             raise kernel_error(errno.EBUSY)  # the kernel waits for the user; failing is the simulator's choice
         fn.driver = None
         self.pci_devices.pop(address, None)
+        for name in self.fs.listdir_optional(f"{fn.path}/vfio-dev"):
+            self.fs.remove(f"{VFIO_DEBUGFS}/{name}")
+        self.fs.remove(f"{fn.path}/vfio-dev")
         self.fs.remove(f"{fn.path}/driver")
         self.fs.remove(f"{fn.path}/migration_info.json")
         self.fs.remove(f"{fn.path}/migration")

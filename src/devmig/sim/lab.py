@@ -12,7 +12,7 @@ import json
 from functools import cache
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, StrictStr
 
@@ -23,8 +23,10 @@ from devmig.sim.drivers.nic import SimNic
 from devmig.sim.drivers.nvidia import BOARDS as NVIDIA_BOARDS
 from devmig.sim.drivers.nvidia import SimNvidiaBoard, SimNvml
 from devmig.sim.drivers.s390 import vfio_ap, vfio_ccw
+from devmig.sim.drivers.virtio_net import VirtioNic
+from devmig.sim.drivers.xe import XeGpu
 from devmig.sim.fs import kernel_error, static
-from devmig.sim.kernel import SimKernel
+from devmig.sim.kernel import SimIommu, SimKernel
 from devmig.sim.persist import PersistentVdpa, extend
 
 DEFAULT_LAB = "default"
@@ -77,6 +79,46 @@ class NvidiaSpec(BaseModel):
     vgpus: list[VgpuSpec] = Field(default_factory=list)
 
 
+PfAddress = Annotated[
+    str, Field(pattern=r"^[0-9a-f]{4}:[0-9a-f]{2}:[0-9a-f]{2}\.0$", description="the physical function")
+]
+
+
+class XeSpec(BaseModel):
+    """An Intel Xe GPU whose VFs migrate through xe-vfio-pci (devmig.sim.drivers.xe)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    address: PfAddress
+    device_id: str = Field(default="e20b", pattern=r"^[0-9a-f]{4}$", description="the PCI device ID (Battlemage)")
+    revision: int = Field(default=0, ge=0, le=255)
+    guc: str = Field(default="70.54.0", description="the PF's GuC firmware: 70.54.0 or later enables VF migration")
+    memirq: bool = Field(default=True, description="memory-based interrupts, which VF migration needs")
+    driver: Literal["xe-vfio-pci", "xe_vfio_pci"] = "xe-vfio-pci"
+    vfs: int = Field(default=2, ge=0, le=7)
+    bound: list[str] = Field(default_factory=list, description="VFs bound to the variant driver")
+    running: list[str] = Field(default_factory=list, description="bound VFs open by a VM")
+
+
+class VirtioNicSpec(BaseModel):
+    """A virtio-net NIC whose VFs migrate through virtio_vfio_pci, without DMA logging."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    address: PfAddress
+    dev_parts: bool = Field(default=True, description="the device has the admin dev-parts commands (PRE_COPY)")
+    vfs: int = Field(default=2, ge=0, le=7)
+    bound: list[str] = Field(default_factory=list)
+    running: list[str] = Field(default_factory=list)
+
+
+class IommuSpec(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    dirty_tracking: bool = Field(default=True, description="second-stage dirty bits in scalable mode (SLADS)")
+    iommufd: bool = Field(default=True, description="/dev/iommu exists")
+
+
 class HostSpec(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -92,6 +134,9 @@ class HostSpec(BaseModel):
         default=None, pattern=r"^[a-z]+-[0-9.]+$", description="/etc/os-release as ID-VERSION_ID (rhel-9.6)"
     )
     nvidia: list[NvidiaSpec] = Field(default_factory=list, description="NVIDIA boards in vGPU-on-SR-IOV mode")
+    iommu: IommuSpec | None = Field(default=None, description="an Intel IOMMU shown in sysfs (None: none shown)")
+    xe: list[XeSpec] = Field(default_factory=list)
+    virtio_nics: list[VirtioNicSpec] = Field(default_factory=list)
 
 
 class LabSpec(BaseModel):
@@ -115,10 +160,22 @@ class SimHost:
         # its changes are logged with the sysfs changes, for the next command on this host (devmig.sim.persist)
         self.vdpa = PersistentVdpa(self.kernel.fs, uevents=self.kernel.uevents) if spec.vdpa else None
         extend(self.kernel.fs, "module", self._reload)
+        if spec.iommu is not None:
+            self.kernel.add_iommu(SimIommu(dirty_tracking=spec.iommu.dirty_tracking, iommufd=spec.iommu.iommufd))
         for gpu in spec.gpus:
             self._add_gpu(gpu)
         for nic in spec.nics:
             self._add_nic(nic)
+        for xe in spec.xe:
+            try:
+                xe_gpu = XeGpu(int(xe.device_id, 16), xe.revision, xe.guc, xe.memirq, xe.driver)
+            except ValueError as exc:
+                raise InputError(f"lab host {self.name}: Xe GPU {xe.address}: {exc}") from None
+            made = xe_gpu.install(self.kernel, xe.address, xe.vfs, xe.bound)
+            self._run_vfs(f"Xe GPU {xe.address}", made, xe.bound, xe.running)
+        for vnic in spec.virtio_nics:
+            made = VirtioNic(vnic.dev_parts).install(self.kernel, vnic.address, vnic.vfs, vnic.bound)
+            self._run_vfs(f"virtio NIC {vnic.address}", made, vnic.bound, vnic.running)
         for busid in spec.ccw:
             path = self.kernel.add_subchannel(busid, 0, driver="vfio_ccw")
             self.kernel.add_mdev_parent(busid, path, vfio_ccw(), subsystem="sys/bus/css")
@@ -173,14 +230,18 @@ class SimHost:
         except ValueError as exc:
             raise InputError(f"lab host {self.name}: NIC {nic.address}: {exc}") from None
         made = driver.install(self.kernel, nic.address, nic.vfs, nic.bound)
-        for address in nic.bound:
+        self._run_vfs(f"NIC {nic.address}", made, nic.bound, nic.running)
+
+    def _run_vfs(self, what: str, made: list[str], bound: list[str], running: list[str]) -> None:
+        """Check that the bound VFs exist and the running ones are bound; start the running ones."""
+        for address in bound:
             if address not in made:
                 raise InputError(
-                    f"lab host {self.name}: VF {address} is bound, but NIC {nic.address} has no such VF "
+                    f"lab host {self.name}: VF {address} is bound, but {what} has no such VF "
                     f"(its VFs: {', '.join(made) or 'none'})"
                 )
-        for address in nic.running:
-            if address not in nic.bound:
+        for address in running:
+            if address not in bound:
                 raise InputError(f"lab host {self.name}: VF {address} runs but is not bound to the variant driver")
             self.start(address)
 

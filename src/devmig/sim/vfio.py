@@ -472,7 +472,7 @@ class ResumingFd(SimDataFd):
         header, used = decoded
         reason = self.device.refusal(header)
         if reason is not None:
-            raise self._refuse(reason)
+            raise self._refuse(reason, self.device.refusal_errno)
         self._header = header
         del self._buffer[:used]
         return True
@@ -563,6 +563,7 @@ class SimVfioDevice:
         dma_logging: bool | None = None,
         on_open: Callable[[SimVfioDevice], None] | None = None,
         on_close: Callable[[SimVfioDevice], None] | None = None,
+        refusal_errno: int = errno.EINVAL,
     ) -> None:
         if migration_flags not in VALID_MIGRATION_FLAGS:
             raise ValueError(f"migration flags {migration_flags:#x}: the uAPI defines 0, 1, 3, 5 and 7")
@@ -576,6 +577,8 @@ class SimVfioDevice:
         self._check_incoming = check_incoming
         self._log_ops = bool(migration_flags) if dma_logging is None else dma_logging
         self._on_open, self._on_close = on_open, on_close
+        #: the errno a write fails with when the driver refuses the incoming header (xe: ENODEV)
+        self.refusal_errno = refusal_errno
         self.open_count = 0
         self._mig_state = RUNNING
         self._session: SimDataFd | None = None
@@ -667,6 +670,10 @@ class SimVfioDevice:
         return self.state.guest_tick(rng, pages) if self._mig_state in EXECUTING else []
 
     # -- migration ---------------------------------------------------------------------------------------------------
+
+    def current_state(self) -> MigState:
+        """The state as the driver's debugfs shows it (no migration check: debugfs exists only with mig_ops)."""
+        return self._mig_state
 
     @serialized
     def get_state(self) -> MigState:

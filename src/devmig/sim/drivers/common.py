@@ -5,6 +5,7 @@ from __future__ import annotations
 import zlib
 from collections.abc import Callable
 
+from devmig.sim.kernel import SimKernel, SimPciFunction
 from devmig.sim.vfio import DeviceState, ParamValue, SimVfioDevice, StreamHeader
 
 
@@ -33,3 +34,29 @@ def make_device(
         device_api=device_api,
         group=group,
     )
+
+
+def add_vfs(kernel: SimKernel, pf: SimPciFunction, count: int, bound: list[str], variant: str) -> list[str]:
+    """`count` VFs of the PF at functions .1, .2, ... with its IDs, each in its own IOMMU group; the `bound` ones on
+    the variant driver through driver_override (the only way a variant driver binds). Returns their addresses."""
+    domain_bus, slot = pf.address.rsplit(":", 1)
+    device = slot.split(".")[0]
+    addresses = []
+    for index in range(count):
+        address = f"{domain_bus}:{device}.{index + 1}"
+        on = address in bound
+        kernel.add_pci_function(
+            SimPciFunction(
+                address,
+                pf.vendor,
+                pf.device,
+                class_code=pf.class_code,
+                revision=pf.revision,
+                physfn=pf.address,
+                group=kernel.group(),
+                driver=variant if on else None,
+                override=variant if on else None,
+            )
+        )
+        addresses.append(address)
+    return addresses
