@@ -20,7 +20,12 @@ HOOKS_DIR: Final = Path("/etc/libvirt/hooks")
 #: the drop-in's default name (libvirt orders drop-ins by name; devmig rewrites the XML, others may too)
 NAME: Final = "devmig"
 MARKER: Final = "# devmig libvirt hook: installed by `devmig libvirt install-hook`, removed by `uninstall-hook`"
-RESTART: Final = "restart libvirtd (or virtqemud) so it runs the hook: libvirt reads its hooks when it starts"
+#: libvirt looks for hooks/qemu and hooks/qemu.d/ when it starts, and lists qemu.d/ at every call after that (seen
+#: with libvirt 11.3 in the kernel lab: a drop-in removed and installed again took effect without a restart)
+RESTART: Final = (
+    "restart libvirtd (or virtqemud) once if its hooks/qemu.d/ did not exist when it started: libvirt looks for hooks "
+    "then, and reads the directory at every call after that"
+)
 
 
 @dataclass(frozen=True)
