@@ -187,3 +187,21 @@ def test_type_records_keep_their_parent(store: FleetStore) -> None:
     store.publish(record)
     placed = store.place(gpu_source())
     assert [(c.parent, c.free) for c in placed.candidates] == [("0000:81:00.0", 3), ("0000:00:02.0", 2)]
+
+
+def test_a_postgresql_store_that_never_answers_is_unavailable_after_the_connect_timeout() -> None:
+    """A host that takes the connection and says nothing (a hung server, a half-open firewall) would hold a publish
+    or `place` for the system's TCP timeout: libpq's connect_timeout (10 s unless the URL sets its own) ends it."""
+    import socket
+
+    from devmig.fleet.store import CONNECT_TIMEOUT, pg_connect_args
+
+    assert pg_connect_args({}) == {"connect_timeout": CONNECT_TIMEOUT}
+    assert pg_connect_args({"connect_timeout": "3"}) == {}  # the URL's own wins
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen()
+        port = silent.getsockname()[1]
+        with pytest.raises(StoreError) as info:
+            FleetStore.open(f"postgresql://devmig@127.0.0.1:{port}/fleet?connect_timeout=1")
+    assert info.value.reason == "unavailable" and "timeout" in str(info.value), info.value

@@ -23,12 +23,12 @@ import os
 import time
 import uuid
 from collections import Counter
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, cast, get_args
+from typing import Any, Final, cast, get_args
 from urllib.parse import quote
 
 from sqlalchemy import (
@@ -179,6 +179,16 @@ def _parse(document: str) -> TypeCapability:
     return TypeCapability.model_validate_json(document)
 
 
+#: seconds libpq may take to connect (TCP and the start-up exchange) before a store counts as unavailable: without it
+#: a host that drops packets holds a publish, a heartbeat or `place` for the system's TCP timeout (minutes)
+CONNECT_TIMEOUT: Final = 10
+
+
+def pg_connect_args(query: Mapping[str, object]) -> dict[str, object]:
+    """libpq's connect_timeout, unless the store URL sets its own (`?connect_timeout=N`)."""
+    return {} if "connect_timeout" in query else {"connect_timeout": CONNECT_TIMEOUT}
+
+
 class FleetStore:
     def __init__(self, engine: Engine, shown: str, stale_after: float | None = freshness.STALE_AFTER) -> None:
         self.engine = engine
@@ -206,7 +216,7 @@ class FleetStore:
             if parsed.get_backend_name() == "sqlite":
                 engine = _sqlite_engine(parsed.database, raw)
             else:
-                engine = create_engine(raw, pool_pre_ping=True)
+                engine = create_engine(raw, pool_pre_ping=True, connect_args=pg_connect_args(parsed.query))
         except (NoSuchModuleError, ArgumentError) as exc:
             raise InputError(f"store {shown}: {exc}") from None
         store = cls(engine, shown, ttl)
