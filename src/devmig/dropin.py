@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from devmig.errors import InputError
+from devmig.state import replace_file
 
 
 def devmig_command(
@@ -64,10 +65,7 @@ class DropIn:
             raise InputError(f"{path}: exists and is not devmig's {self.what}: choose another --name")
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = path.with_name(f".{self.name}.tmp")
-            tmp.write_text(text)
-            tmp.chmod(0o755)
-            tmp.replace(path)
+            replace_file(path, text.encode(), 0o755)
         except OSError as exc:
             raise InputError(f"{path}: cannot write the {self.what}: {exc.strerror or exc} (as root?)") from None
         return path

@@ -13,9 +13,11 @@ Layout (docs/provisioning.md):
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import re
+import tempfile
 from pathlib import Path
 
 from devmig.errors import InputError
@@ -54,3 +56,32 @@ def ensure_dir(path: Path) -> Path:
             "to a writable directory)"
         ) from None
     return path
+
+
+def sync_dir(path: Path) -> None:
+    """Sync a directory, so a rename or a new file in it survives a crash."""
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def replace_file(path: Path, data: bytes, mode: int) -> None:
+    """`data` at `path` as a whole, with `mode`: written to a dot-file beside it, synced, renamed over `path`, and
+    the directory synced, so a crash leaves the old file or the new one, never half of either (and readers that
+    skip dot-files never see the temporary one). The OSError as the system gave it; no temporary file is left."""
+    fd, name = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    tmp = Path(name)
+    try:
+        with os.fdopen(fd, "wb") as out:
+            out.write(data)
+            out.flush()
+            os.fsync(out.fileno())
+        tmp.chmod(mode)
+        tmp.replace(path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+        raise
+    sync_dir(path.parent)

@@ -106,7 +106,7 @@ def test_directory_problems_name_the_directory(tmp_path: Path, monkeypatch: pyte
     def refuse(*args: object, **kwargs: object) -> tuple[int, str]:
         raise PermissionError(13, "Permission denied")
 
-    monkeypatch.setattr("devmig.fleet.nfd.tempfile.mkstemp", refuse)
+    monkeypatch.setattr("devmig.state.tempfile.mkstemp", refuse)
     with pytest.raises(DevmigError, match=re.escape(f"{tmp_path}: cannot write a feature file there: Permission")):
         write_features(tmp_path, alpha(), now=NOW)
 

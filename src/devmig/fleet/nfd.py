@@ -11,9 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import math
-import os
 import re
-import tempfile
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -22,6 +20,7 @@ from devmig.fleet.export import DEFAULT_PREFIX, check_prefix
 from devmig.fleet.freshness import STALE_AFTER
 from devmig.fleet.k8s import host_labels
 from devmig.fleet.records import HostRecord
+from devmig.state import replace_file
 
 #: the file devmig writes in features.d: one per node, whatever the host's name (a renamed host leaves none behind)
 FEATURE_FILE = "devmig"
@@ -113,34 +112,17 @@ def _check_expiry(seconds: float | None) -> float | None:
 
 
 def write_atomically(path: Path, text: str) -> None:
-    """`text` into `path` whole: a dot-file beside it (nfd-worker skips dot-files), synced, renamed over `path`, and
-    the directory synced so the rename survives a crash."""
+    """`text` into `path` whole (devmig.state.replace_file: a dot-file beside it, which nfd-worker skips, synced and
+    renamed over `path`), readable by all: mkstemp's 0600 would hide the labels from an unprivileged reader."""
     directory = path.parent
     try:
-        fd, name = tempfile.mkstemp(prefix=f".{path.name}.", dir=directory)
+        replace_file(path, text.encode("utf-8"), 0o644)
     except FileNotFoundError:
         raise InputError(f"{directory}: no such directory (nfd-worker's features.d: create it first)") from None
-    except OSError as exc:
+    except PermissionError as exc:
         raise DevmigError(f"{directory}: cannot write a feature file there: {exc.strerror}") from None
-    temp = Path(name)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as out:
-            out.write(text)
-            out.flush()
-            os.fsync(out.fileno())
-        temp.chmod(0o644)  # mkstemp's 0600 would hide the labels from an unprivileged reader
-        temp.replace(path)
-    except BaseException as exc:
-        with contextlib.suppress(OSError):
-            temp.unlink()
-        if isinstance(exc, OSError):
-            raise DevmigError(f"{path}: cannot write the feature file: {exc.strerror}") from None
-        raise
-    dir_fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
+    except OSError as exc:
+        raise DevmigError(f"{path}: cannot write the feature file: {exc.strerror}") from None
 
 
 def _read(path: Path) -> str | None:

@@ -24,7 +24,7 @@ from typing import Any
 from devmig.errors import DevmigError, InputError
 from devmig.host.ops import RefusedError, UndoStep
 from devmig.host.sysfs import Sysfs
-from devmig.state import ensure_dir, safe_name, state_dir
+from devmig.state import ensure_dir, replace_file, safe_name, state_dir, sync_dir
 
 JOURNAL_FORMAT = "devmig-journal/1"
 RECORD_FORMAT = "devmig-prepared/1"
@@ -34,25 +34,9 @@ class UnwindError(RefusedError):
     """Undoing failed part way: the host is not as it was, and the journal (or record) is kept for a retry."""
 
 
-def _sync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 def write_atomic(path: Path, data: dict[str, Any]) -> None:
     """Write a JSON document so that a crash leaves the old one or the new one, never half of either."""
-    tmp = path.with_name(f".{path.name}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
-    try:
-        os.write(fd, (json.dumps(data, indent=2) + "\n").encode())
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    tmp.replace(path)
-    _sync_dir(path.parent)
+    replace_file(path, (json.dumps(data, indent=2) + "\n").encode(), 0o600)
 
 
 def undo_all(root: Sysfs, steps: list[UndoStep]) -> list[str]:
@@ -137,7 +121,7 @@ class Journal:
             ) from None
         fcntl.flock(self.fd, fcntl.LOCK_EX)
         self._append({"format": JOURNAL_FORMAT, "id": prepare_id, "pid": os.getpid(), "time": time.time(), **header})
-        _sync_dir(self.path.parent)
+        sync_dir(self.path.parent)
 
     def _append(self, entry: dict[str, Any]) -> None:
         os.write(self.fd, (json.dumps(entry, separators=(",", ":")) + "\n").encode())
