@@ -22,15 +22,18 @@ import subprocess
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import TypeVar
 
 import pytest
 
 from devmig.libvirt.domain import parse_domain
-from tests.kernel.guest.conftest import devmig
+from tests.kernel.guest.conftest import devmig, devmig_process
 from tests.kernel.guest.libvirt_hosts import LibvirtHost, mtty_domain
 from tests.kernel.lab.guest import GUEST_RESULTS
 
 pytestmark = pytest.mark.kernel
+
+T = TypeVar("T")
 
 TYPES = Path("/sys/class/mdev_bus/mtty/mdev_supported_types")
 DEVICES = Path("/sys/bus/mdev/devices")
@@ -155,7 +158,7 @@ def migrate(
     return subprocess.run(source.migrate_argv(name, dest, port, *extra), capture_output=True, text=True, timeout=300)
 
 
-def timed(call: Callable[[], subprocess.CompletedProcess[str]]) -> tuple[subprocess.CompletedProcess[str], float]:
+def timed(call: Callable[[], T]) -> tuple[T, float]:
     started = time.perf_counter()
     done = call()
     return done, round(time.perf_counter() - started, 2)
@@ -193,30 +196,24 @@ def test_a_compatible_vm_lands_on_the_mdev_the_hook_prepared_and_the_source_lets
     assert described.code == 0, described.err
     caps.write_text(described.out)
     back, back_s = timed(
-        lambda: subprocess.run(
-            [
-                *devmig_argv(),
-                "libvirt",
-                "migrate",
-                "vm-a",
-                a.uri,
-                "-c",
-                b.uri,
-                "--to",
-                "hosta",
-                "--dest-capabilities",
-                str(caps),
-                "--migrate-uri",
-                "tcp://127.0.0.1:49153",
-                "--listen-address",
-                "127.0.0.1",
-            ],
-            capture_output=True,
-            text=True,
-            timeout=300,
+        lambda: devmig_process(
+            "libvirt",
+            "migrate",
+            "vm-a",
+            a.uri,
+            "-c",
+            b.uri,
+            "--to",
+            "hosta",
+            "--dest-capabilities",
+            str(caps),
+            "--migrate-uri",
+            "tcp://127.0.0.1:49153",
+            "--listen-address",
+            "127.0.0.1",
         )
     )
-    assert back.returncode == 0, back.stdout + back.stderr
+    assert back.code == 0, back.out + back.err
     assert "vm-a" in a.domains() and "vm-a" not in b.domains()
     (home,) = hostdev_addresses(a, "vm-a")
     assert home not in (source, landed) and mdev_type(home) == "mtty-2"
@@ -228,14 +225,8 @@ def test_a_compatible_vm_lands_on_the_mdev_the_hook_prepared_and_the_source_lets
         "vfio_bytes_query_migrate": vfio_bytes,
         "query_migrate_errors": sorted(set(QUERY_ERRORS)),
         "devmig_libvirt_migrate_s": back_s,
-        "devmig_libvirt_migrate_output": back.stdout,
+        "devmig_libvirt_migrate_output": back.out,
     }
-
-
-def devmig_argv() -> list[str]:
-    import sys
-
-    return [sys.executable, "-m", "devmig"]
 
 
 def test_an_incompatible_vm_is_refused_before_qemu_starts_and_fails_late_without_the_hook(
